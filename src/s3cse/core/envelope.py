@@ -1,0 +1,440 @@
+"""Envelope encryption of one object, bytes and dicts in, bytes and dicts out.
+
+This is the public API for people who move bytes themselves, and what every
+shell (boto3 client, transfers, CLI) drives:
+
+* :func:`begin_encryption` gives an :class:`ObjectEncryptor`: the metadata to
+  store, and a streaming cipher for the content (or its parts).
+* :func:`begin_decryption` checks the metadata, the commitment policy and the
+  legacy switches *before* any key is unwrapped, then gives an
+  :class:`ObjectDecryptor` for the content (or, with
+  :func:`begin_ranged_decryption`, a byte range of it).
+* :func:`encrypt` / :func:`decrypt` do the same for a whole object in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from ..errors import (
+    ConfigurationError,
+    KeyringError,
+    LegacyAlgorithmDisabledError,
+    MalformedMetadataError,
+    PlaintextTooLargeError,
+    RangeNotAllowedError,
+)
+from . import kdf
+from .ciphers import (
+    TAG_LENGTH,
+    CbcDecryptor,
+    CtrDecryptor,
+    GcmDecryptor,
+    GcmEncryptor,
+    MultipartEncryptor,
+    RangePlan,
+    gcm_counter_block,
+)
+from .keyrings.base import Keyring
+from .materials import (
+    CryptoMaterialsManager,
+    DecryptionMaterials,
+    DefaultCryptoMaterialsManager,
+    EncryptionMaterials,
+)
+from .metadata import (
+    ContentMetadata,
+    FormatVersion,
+    encode_metadata,
+    parse_metadata,
+)
+from .suites import (
+    GCM_MAX_PLAINTEXT_LENGTH,
+    AlgorithmSuite,
+    CommitmentPolicy,
+    check_decrypt_allowed,
+    check_encrypt_suite,
+    default_suite_for,
+)
+
+__all__ = [
+    "CryptoConfig",
+    "EncryptedObject",
+    "ObjectDecryptor",
+    "ObjectEncryptor",
+    "begin_decryption",
+    "begin_encryption",
+    "begin_ranged_decryption",
+    "decrypt",
+    "encrypt",
+]
+
+_V3_IV = b"\x01" * 12
+
+
+@dataclasses.dataclass(frozen=True)
+class CryptoConfig:
+    """The security settings shared by every operation of a client.
+
+    ``encryption_algorithm`` defaults to what the policy writes (V3 unless the
+    policy forbids committing encryption). Conflicts fail here, at construction.
+    """
+
+    commitment_policy: CommitmentPolicy | str = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+    encryption_algorithm: AlgorithmSuite | None = None
+    enable_legacy_wrapping: bool = False
+    enable_legacy_unauthenticated_modes: bool = False
+
+    def __post_init__(self) -> None:
+        policy = CommitmentPolicy.parse(self.commitment_policy)
+        object.__setattr__(self, "commitment_policy", policy)
+        suite = self.encryption_algorithm
+        if suite is None:
+            suite = default_suite_for(policy)
+        elif not isinstance(suite, AlgorithmSuite):
+            raise ConfigurationError(
+                f"encryption_algorithm must be an AlgorithmSuite, not {type(suite).__name__}"
+            )
+        check_encrypt_suite(suite, policy)
+        object.__setattr__(self, "encryption_algorithm", suite)
+
+    @property
+    def policy(self) -> CommitmentPolicy:
+        assert isinstance(self.commitment_policy, CommitmentPolicy)
+        return self.commitment_policy
+
+    @property
+    def suite(self) -> AlgorithmSuite:
+        assert self.encryption_algorithm is not None
+        return self.encryption_algorithm
+
+
+MaterialsSource = Keyring | CryptoMaterialsManager
+
+
+def as_cmm(source: MaterialsSource) -> CryptoMaterialsManager:
+    """A CMM for ``source`` (a keyring gets the default CMM)."""
+    if isinstance(source, CryptoMaterialsManager):
+        return source
+    if isinstance(source, Keyring):
+        return DefaultCryptoMaterialsManager(source)
+    raise ConfigurationError(
+        f"expected a keyring or a CryptoMaterialsManager, got {type(source).__name__}"
+    )
+
+
+# ---------------------------------------------------------------- encryption
+
+
+class ObjectEncryptor:
+    """One object's encryption: the metadata to store and the content cipher.
+
+    ``metadata`` goes into the object's user metadata; ``instruction_file`` (when
+    asked for) is the JSON map to store as ``<key>.instruction``. Feed plaintext
+    with ``update``/``update_into`` and append ``finalize()`` (the tag), or use
+    :meth:`multipart` to produce the ciphertext part by part.
+    """
+
+    def __init__(
+        self,
+        content: ContentMetadata,
+        content_key: bytes,
+        iv: bytes,
+        aad: bytes,
+        instruction_file: bool,
+    ):
+        self.content_metadata = content
+        self.metadata, self.instruction_file = encode_metadata(
+            content, instruction_file=instruction_file
+        )
+        self._cipher = GcmEncryptor(content_key, iv, aad)
+
+    def __repr__(self) -> str:
+        return (
+            f"ObjectEncryptor(V{int(self.content_metadata.version)}, "
+            f"{self.content_metadata.wrap_algorithm.value})"
+        )
+
+    @property
+    def suite(self) -> AlgorithmSuite:
+        return self.content_metadata.suite
+
+    @staticmethod
+    def ciphertext_length(plaintext_length: int) -> int:
+        """The stored size of a plaintext of ``plaintext_length`` bytes."""
+        return plaintext_length + TAG_LENGTH
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._cipher.update(data)
+
+    def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> int:
+        return self._cipher.update_into(data, out)
+
+    def finalize(self) -> bytes:
+        """Finish the content and return the 16-byte tag that ends the ciphertext."""
+        return self._cipher.finalize()
+
+    def multipart(self) -> MultipartEncryptor:
+        """Switch to part-by-part encryption (use instead of update/finalize)."""
+        return MultipartEncryptor(self._cipher)
+
+
+def begin_encryption(
+    keyring: MaterialsSource,
+    config: CryptoConfig | None = None,
+    *,
+    encryption_context: Mapping[str, str] | None = None,
+    instruction_file: bool = False,
+    plaintext_length: int | None = None,
+) -> ObjectEncryptor:
+    """Get a data key from ``keyring`` and return the encryptor for one new object.
+
+    ``plaintext_length``, when known, is checked against the GCM limit before any
+    key is made and recorded in V2 metadata as ``x-amz-unencrypted-content-length``.
+    """
+    config = config or CryptoConfig()
+    if plaintext_length is not None and plaintext_length > GCM_MAX_PLAINTEXT_LENGTH:
+        raise PlaintextTooLargeError(
+            f"plaintext of {plaintext_length} bytes exceeds the AES-GCM limit of "
+            f"{GCM_MAX_PLAINTEXT_LENGTH} bytes (2^36 - 32) for one object"
+        )
+    suite = config.suite
+    request = EncryptionMaterials(suite=suite, encryption_context=dict(encryption_context or {}))
+    materials = as_cmm(keyring).get_encryption_materials(request)
+    data_key = materials.plaintext_data_key
+    if (
+        data_key is None
+        or materials.encrypted_data_key is None
+        or materials.wrap_algorithm is None
+        or len(data_key) != 32
+    ):
+        raise KeyringError("the keyring returned incomplete encryption materials")
+    if suite.is_committing:
+        message_id = _nonzero_random(kdf.MESSAGE_ID_LENGTH)
+        content_key = kdf.derive_content_key(data_key, message_id)
+        commitment: bytes | None = kdf.derive_commitment(data_key, message_id)
+        iv, aad, stored_iv = _V3_IV, suite.id_bytes, message_id
+        version = FormatVersion.V3
+    else:
+        stored_iv = iv = _nonzero_random(suite.iv_length)
+        content_key, commitment, aad = data_key, None, b""
+        version = FormatVersion.V2
+    content = ContentMetadata(
+        version=version,
+        suite=suite,
+        wrap_algorithm=materials.wrap_algorithm,
+        encrypted_data_key=materials.encrypted_data_key,
+        iv=stored_iv,
+        material_description=materials.material_description,
+        key_commitment=commitment,
+        unencrypted_content_length=plaintext_length,
+        from_instruction_file=instruction_file,
+    )
+    return ObjectEncryptor(content, content_key, iv, aad, instruction_file)
+
+
+def _nonzero_random(n: int) -> bytes:
+    value = os.urandom(n)
+    while not any(value):  # all-zero IVs are refused; astronomically rare, but never used
+        value = os.urandom(n)
+    return value
+
+
+# ---------------------------------------------------------------- decryption
+
+
+class ObjectDecryptor:
+    """One object's content decryption (GCM, legacy CBC, or a CTR range).
+
+    For GCM, bytes from ``update`` are unauthenticated until ``finalize``
+    returns without raising :class:`~s3cse.IntegrityError`.
+    """
+
+    def __init__(
+        self,
+        content: ContentMetadata,
+        cipher: GcmDecryptor | CbcDecryptor | CtrDecryptor,
+        *,
+        authenticated: bool,
+    ):
+        self.content_metadata = content
+        self.authenticated = authenticated
+        self._cipher = cipher
+
+    def __repr__(self) -> str:
+        return f"ObjectDecryptor(V{int(self.content_metadata.version)}, {self.suite.name})"
+
+    @property
+    def suite(self) -> AlgorithmSuite:
+        return self.content_metadata.suite
+
+    def plaintext_length(self, ciphertext_length: int) -> int | None:
+        """The plaintext size of the whole object (None for CBC, known only at the end)."""
+        if self.suite.cipher == "GCM":
+            return max(0, ciphertext_length - TAG_LENGTH)
+        return self.content_metadata.unencrypted_content_length
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._cipher.update(data)
+
+    def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> int:
+        """Decrypt into ``out`` (at least ``len(data) + 31`` bytes); return bytes written."""
+        return self._cipher.update_into(data, out)
+
+    def finalize(self) -> bytes:
+        """Verify (GCM) and return any last plaintext; raises IntegrityError on failure."""
+        return self._cipher.finalize()
+
+
+def _resolve(
+    metadata: ContentMetadata | Mapping[str, str],
+    instruction_file: Mapping[str, str] | None,
+) -> ContentMetadata:
+    if isinstance(metadata, ContentMetadata):
+        return metadata
+    return parse_metadata(metadata, instruction_file)
+
+
+def _content_key(
+    keyring: MaterialsSource,
+    content: ContentMetadata,
+    config: CryptoConfig,
+    encryption_context: Mapping[str, str] | None,
+) -> bytes:
+    """Policy and switch checks first, then unwrap, then commitment, then derivation."""
+    check_decrypt_allowed(content.suite, config.policy)
+    if content.suite.is_legacy and not config.enable_legacy_unauthenticated_modes:
+        raise LegacyAlgorithmDisabledError(
+            f"the object is encrypted with legacy unauthenticated AES-CBC ({content.suite.name}); "
+            "reading it needs enable_legacy_unauthenticated_modes=True",
+            switch="enable_legacy_unauthenticated_modes",
+        )
+    if content.wrap_algorithm.is_legacy and not config.enable_legacy_wrapping:
+        raise LegacyAlgorithmDisabledError(
+            f"the object's data key is wrapped with the legacy algorithm "
+            f"{content.wrap_algorithm.value}; reading it needs enable_legacy_wrapping=True",
+            switch="enable_legacy_wrapping",
+        )
+    request = DecryptionMaterials(
+        metadata=content,
+        encryption_context=dict(encryption_context or {}),
+        enable_legacy_wrapping=config.enable_legacy_wrapping,
+    )
+    data_key = as_cmm(keyring).decrypt_materials(request).plaintext_data_key
+    if data_key is None:
+        raise KeyringError("the keyring returned no data key")
+    if content.suite.is_committing:
+        assert content.key_commitment is not None
+        return kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)
+    if content.suite.cipher == "GCM" and len(data_key) != 32:
+        raise MalformedMetadataError("GCM objects need a 32-byte data key")
+    return data_key
+
+
+def begin_decryption(
+    keyring: MaterialsSource,
+    metadata: ContentMetadata | Mapping[str, str],
+    config: CryptoConfig | None = None,
+    *,
+    instruction_file: Mapping[str, str] | None = None,
+    encryption_context: Mapping[str, str] | None = None,
+) -> ObjectDecryptor:
+    """Check the object's metadata against the policy and switches, unwrap its data
+    key and return the decryptor for its whole content."""
+    config = config or CryptoConfig()
+    content = _resolve(metadata, instruction_file)
+    key = _content_key(keyring, content, config, encryption_context)
+    if content.suite.cipher == "CBC":
+        return ObjectDecryptor(content, CbcDecryptor(key, content.iv), authenticated=False)
+    if content.suite.is_committing:
+        cipher = GcmDecryptor(key, _V3_IV, content.suite.id_bytes)
+    else:
+        cipher = GcmDecryptor(key, content.iv)
+    return ObjectDecryptor(content, cipher, authenticated=True)
+
+
+def begin_ranged_decryption(
+    keyring: MaterialsSource,
+    metadata: ContentMetadata | Mapping[str, str],
+    plan: RangePlan,
+    config: CryptoConfig | None = None,
+    *,
+    instruction_file: Mapping[str, str] | None = None,
+    encryption_context: Mapping[str, str] | None = None,
+) -> ObjectDecryptor:
+    """Decrypt the ciphertext bytes ``plan.fetch_range`` of a GCM object into exactly
+    the plaintext range planned. Unauthenticated, hence behind the legacy switch."""
+    config = config or CryptoConfig()
+    if not config.enable_legacy_unauthenticated_modes:
+        raise RangeNotAllowedError(
+            "ranged reads cannot be authenticated (the GCM tag covers the whole object); "
+            "they need enable_legacy_unauthenticated_modes=True"
+        )
+    content = _resolve(metadata, instruction_file)
+    if content.suite.cipher != "GCM":
+        raise RangeNotAllowedError(
+            f"ranged reads are supported for AES-GCM objects only, not {content.suite.name}; "
+            "read the whole object"
+        )
+    key = _content_key(keyring, content, config, encryption_context)
+    iv = _V3_IV if content.suite.is_committing else content.iv
+    ranged = dataclasses.replace(content, suite=content.suite.ranged_counterpart)
+    cipher = CtrDecryptor(
+        key, gcm_counter_block(iv, plan.block_index), skip=plan.skip, limit=plan.length
+    )
+    return ObjectDecryptor(ranged, cipher, authenticated=False)
+
+
+# ---------------------------------------------------------------- whole objects
+
+
+@dataclasses.dataclass(frozen=True)
+class EncryptedObject:
+    """The result of :func:`encrypt`: what to store."""
+
+    ciphertext: bytes = dataclasses.field(repr=False)
+    metadata: dict[str, str]
+    instruction_file: dict[str, str] | None = None
+
+
+def encrypt(
+    plaintext: bytes | bytearray | memoryview,
+    keyring: MaterialsSource,
+    config: CryptoConfig | None = None,
+    *,
+    encryption_context: Mapping[str, str] | None = None,
+    instruction_file: bool = False,
+) -> EncryptedObject:
+    """Encrypt a whole object held in memory."""
+    encryptor = begin_encryption(
+        keyring,
+        config,
+        encryption_context=encryption_context,
+        instruction_file=instruction_file,
+        plaintext_length=len(plaintext),
+    )
+    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
+    return EncryptedObject(ciphertext, encryptor.metadata, encryptor.instruction_file)
+
+
+def decrypt(
+    ciphertext: bytes | bytearray | memoryview,
+    metadata: ContentMetadata | Mapping[str, str],
+    keyring: MaterialsSource,
+    config: CryptoConfig | None = None,
+    *,
+    instruction_file: Mapping[str, str] | None = None,
+    encryption_context: Mapping[str, str] | None = None,
+) -> bytes:
+    """Decrypt and authenticate a whole object held in memory; no plaintext on failure."""
+    decryptor = begin_decryption(
+        keyring,
+        metadata,
+        config,
+        instruction_file=instruction_file,
+        encryption_context=encryption_context,
+    )
+    plaintext = decryptor.update(ciphertext)
+    return plaintext + decryptor.finalize()

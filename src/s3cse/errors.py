@@ -1,0 +1,142 @@
+"""The s3cse error hierarchy.
+
+Every failure that s3cse itself detects is an :class:`S3CSEError`. Errors from
+botocore (network, permissions, missing objects) pass through unchanged.
+
+Messages name what was expected, what was found and what would fix it. They
+never contain key bytes or plaintext.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CommitmentMismatchError",
+    "CommitmentPolicyError",
+    "ConfigurationError",
+    "DataKeyUnwrapError",
+    "DuplicateMetadataError",
+    "EncryptionContextMismatchError",
+    "IntegrityError",
+    "InvalidKeyError",
+    "KeyringError",
+    "LegacyAlgorithmDisabledError",
+    "MalformedMetadataError",
+    "MissingPrivateKeyError",
+    "MixedFormatMetadataError",
+    "MultipartSequenceError",
+    "NoMatchingKeyringError",
+    "NotEncryptedError",
+    "PlaintextTooLargeError",
+    "RangeNotAllowedError",
+    "S3CSEError",
+    "UnsafeOperationError",
+]
+
+
+class S3CSEError(Exception):
+    """Base class of every error s3cse raises itself.
+
+    ``bucket`` and ``key`` name the object concerned when the failure happened
+    in a call that had one; ``str()`` then starts with ``s3://bucket/key:``.
+    """
+
+    def __init__(self, message: str, *, bucket: str | None = None, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.bucket = bucket
+        self.key = key
+
+    def at(self, bucket: str | None, key: str | None) -> S3CSEError:
+        """Attach the object location (keeps one already set) and return self."""
+        if self.bucket is None and self.key is None:
+            self.bucket, self.key = bucket, key
+        return self
+
+    def __str__(self) -> str:
+        if self.bucket is not None or self.key is not None:
+            return f"s3://{self.bucket or ''}/{self.key or ''}: {self.message}"
+        return self.message
+
+
+class ConfigurationError(S3CSEError, ValueError):
+    """The client, keyring or call was configured in a way that cannot work."""
+
+
+class InvalidKeyError(ConfigurationError):
+    """A master key given to a keyring is not a usable key (wrong length, not a key)."""
+
+
+class CommitmentPolicyError(S3CSEError):
+    """The object's format is not allowed by the configured commitment policy."""
+
+
+class LegacyAlgorithmDisabledError(S3CSEError):
+    """The object needs a legacy algorithm that is off; ``switch`` names the option."""
+
+    def __init__(self, message: str, *, switch: str, **kwargs: str | None):
+        super().__init__(message, **kwargs)
+        self.switch = switch
+
+
+class MalformedMetadataError(S3CSEError):
+    """The stored crypto metadata is missing a field or has a malformed one."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: str | None):
+        super().__init__(message, **kwargs)
+        self.field = field
+
+
+class MixedFormatMetadataError(MalformedMetadataError):
+    """Metadata keys of two format versions at once (header spoofing): refused."""
+
+
+class DuplicateMetadataError(MalformedMetadataError):
+    """Crypto metadata found both in the object and in its instruction file."""
+
+
+class NotEncryptedError(S3CSEError):
+    """The object carries no client-side encryption metadata and has no instruction file."""
+
+
+class KeyringError(S3CSEError):
+    """A keyring could not produce or recover a data key."""
+
+
+class MissingPrivateKeyError(KeyringError):
+    """An RSA keyring built from a public key alone was asked to decrypt."""
+
+
+class NoMatchingKeyringError(KeyringError):
+    """No configured keyring can unwrap this object's data key."""
+
+
+class DataKeyUnwrapError(KeyringError):
+    """The data key could not be unwrapped: wrong master key or damaged key blob."""
+
+
+class EncryptionContextMismatchError(KeyringError):
+    """The encryption context given for this request differs from the stored one."""
+
+
+class IntegrityError(S3CSEError):
+    """The ciphertext failed authentication (tag mismatch, truncation, extension)."""
+
+
+class CommitmentMismatchError(IntegrityError):
+    """The V3 key commitment does not match the data key: the metadata was tampered with."""
+
+
+class PlaintextTooLargeError(S3CSEError):
+    """The plaintext exceeds what the content cipher can protect (GCM: 2^36 - 32 bytes)."""
+
+
+class MultipartSequenceError(S3CSEError):
+    """Parts of an encrypted multipart upload were given out of order or after the last."""
+
+
+class RangeNotAllowedError(S3CSEError):
+    """A ranged read was asked for without ``enable_legacy_unauthenticated_modes``."""
+
+
+class UnsafeOperationError(S3CSEError):
+    """The operation would store plaintext or bypass the format; the message names the safe way."""
