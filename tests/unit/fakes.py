@@ -59,6 +59,13 @@ class FakeKms:
         blob = arn.encode() + b"|" + iv + AESGCM(self.keys[arn]).encrypt(iv, plaintext, self._aad(EncryptionContext))
         return {"Plaintext": plaintext, "CiphertextBlob": blob, "KeyId": arn}
 
+    def encrypt(self, *, KeyId: str, Plaintext: bytes, EncryptionContext: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:  # noqa: N803
+        self.calls.append(("Encrypt", {"KeyId": KeyId, "EncryptionContext": EncryptionContext}))
+        arn = self._arn(KeyId)
+        iv = os.urandom(12)
+        blob = arn.encode() + b"|" + iv + AESGCM(self.keys[arn]).encrypt(iv, Plaintext, self._aad(EncryptionContext or {}))
+        return {"CiphertextBlob": blob, "KeyId": arn}
+
     def decrypt(self, *, CiphertextBlob: bytes, EncryptionContext: dict[str, str] | None = None, KeyId: str | None = None, **kw: Any) -> dict[str, Any]:  # noqa: N803
         self.calls.append(("Decrypt", {"KeyId": KeyId, "EncryptionContext": EncryptionContext}))
         arn_bytes, sep, rest = CiphertextBlob.partition(b"|")

@@ -15,11 +15,13 @@ shell (boto3 client, transfers, CLI) drives:
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..errors import (
     ConfigurationError,
+    IntegrityError,
     KeyringError,
     LegacyAlgorithmDisabledError,
     MalformedMetadataError,
@@ -67,8 +69,10 @@ __all__ = [
     "begin_decryption",
     "begin_encryption",
     "begin_ranged_decryption",
+    "can_unwrap",
     "decrypt",
     "encrypt",
+    "rewrap",
 ]
 
 _V3_IV = b"\x01" * 12
@@ -149,7 +153,14 @@ class ObjectEncryptor:
         self.metadata, self.instruction_file = encode_metadata(
             content, instruction_file=instruction_file
         )
-        self._cipher = GcmEncryptor(content_key, iv, aad)
+        self._make_cipher: Callable[[], GcmEncryptor] = lambda: GcmEncryptor(content_key, iv, aad)
+        self._cipher = self._make_cipher()
+
+    def rewind(self) -> None:
+        """Start the content again from byte 0, to resend *the same plaintext* (an HTTP
+        retry or a checksum pass). The key and IV are reused, so feeding different
+        plaintext after a rewind would break GCM's security: never do that."""
+        self._cipher = self._make_cipher()
 
     def __repr__(self) -> str:
         return (
@@ -255,13 +266,21 @@ class ObjectDecryptor:
     def __init__(
         self,
         content: ContentMetadata,
-        cipher: GcmDecryptor | CbcDecryptor | CtrDecryptor,
+        make_cipher: Callable[[], GcmDecryptor | CbcDecryptor | CtrDecryptor],
         *,
         authenticated: bool,
     ):
         self.content_metadata = content
         self.authenticated = authenticated
-        self._cipher = cipher
+        self._make_cipher = make_cipher
+        self._cipher = make_cipher()
+
+    def fresh(self) -> ObjectDecryptor:
+        """Another decryptor for the same content from its first byte, without a second
+        key unwrap (for a verify pass followed by a decrypt pass)."""
+        return ObjectDecryptor(
+            self.content_metadata, self._make_cipher, authenticated=self.authenticated
+        )
 
     def __repr__(self) -> str:
         return f"ObjectDecryptor(V{int(self.content_metadata.version)}, {self.suite.name})"
@@ -297,13 +316,13 @@ def _resolve(
     return parse_metadata(metadata, instruction_file)
 
 
-def _content_key(
+def _unwrap_data_key(
     keyring: MaterialsSource,
     content: ContentMetadata,
     config: CryptoConfig,
     encryption_context: Mapping[str, str] | None,
 ) -> bytes:
-    """Policy and switch checks first, then unwrap, then commitment, then derivation."""
+    """Policy and switch checks first (no key is touched before), then unwrap."""
     check_decrypt_allowed(content.suite, config.policy)
     if content.suite.is_legacy and not config.enable_legacy_unauthenticated_modes:
         raise LegacyAlgorithmDisabledError(
@@ -325,6 +344,17 @@ def _content_key(
     data_key = as_cmm(keyring).decrypt_materials(request).plaintext_data_key
     if data_key is None:
         raise KeyringError("the keyring returned no data key")
+    return data_key
+
+
+def _content_key(
+    keyring: MaterialsSource,
+    content: ContentMetadata,
+    config: CryptoConfig,
+    encryption_context: Mapping[str, str] | None,
+) -> bytes:
+    """Unwrap, check the commitment (V3), then derive the content key."""
+    data_key = _unwrap_data_key(keyring, content, config, encryption_context)
     if content.suite.is_committing:
         assert content.key_commitment is not None
         return kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)
@@ -347,12 +377,14 @@ def begin_decryption(
     content = _resolve(metadata, instruction_file)
     key = _content_key(keyring, content, config, encryption_context)
     if content.suite.cipher == "CBC":
-        return ObjectDecryptor(content, CbcDecryptor(key, content.iv), authenticated=False)
+        return ObjectDecryptor(content, lambda: CbcDecryptor(key, content.iv), authenticated=False)
     if content.suite.is_committing:
-        cipher = GcmDecryptor(key, _V3_IV, content.suite.id_bytes)
-    else:
-        cipher = GcmDecryptor(key, content.iv)
-    return ObjectDecryptor(content, cipher, authenticated=True)
+        return ObjectDecryptor(
+            content,
+            lambda: GcmDecryptor(key, _V3_IV, content.suite.id_bytes),
+            authenticated=True,
+        )
+    return ObjectDecryptor(content, lambda: GcmDecryptor(key, content.iv), authenticated=True)
 
 
 def begin_ranged_decryption(
@@ -381,10 +413,98 @@ def begin_ranged_decryption(
     key = _content_key(keyring, content, config, encryption_context)
     iv = _V3_IV if content.suite.is_committing else content.iv
     ranged = dataclasses.replace(content, suite=content.suite.ranged_counterpart)
-    cipher = CtrDecryptor(
-        key, gcm_counter_block(iv, plan.block_index), skip=plan.skip, limit=plan.length
+    counter = gcm_counter_block(iv, plan.block_index)
+    return ObjectDecryptor(
+        ranged,
+        lambda: CtrDecryptor(key, counter, skip=plan.skip, limit=plan.length),
+        authenticated=False,
     )
-    return ObjectDecryptor(ranged, cipher, authenticated=False)
+
+
+# ---------------------------------------------------------------- re-encryption
+
+
+def can_unwrap(
+    keyring: MaterialsSource,
+    metadata: ContentMetadata,
+    config: CryptoConfig | None = None,
+    *,
+    encryption_context: Mapping[str, str] | None = None,
+) -> bool:
+    """True if ``keyring`` unwraps the object's data key (e.g. it is already rotated)."""
+    try:
+        _content_key(keyring, metadata, config or CryptoConfig(), encryption_context)
+    except KeyringError:
+        return False
+    except IntegrityError:
+        return False
+    return True
+
+
+def rewrap(
+    old_keyring: MaterialsSource,
+    new_keyring: MaterialsSource,
+    metadata: ContentMetadata | Mapping[str, str],
+    config: CryptoConfig | None = None,
+    *,
+    instruction_file: Mapping[str, str] | None = None,
+    encryption_context: Mapping[str, str] | None = None,
+    new_encryption_context: Mapping[str, str] | None = None,
+    to_instruction_file: bool | None = None,
+) -> ObjectRewrap:
+    """Unwrap the object's data key with ``old_keyring`` and wrap the same key with
+    ``new_keyring``: key rotation without touching the content.
+
+    The V3 commitment is checked before the key is rewrapped (a forged key is never
+    blessed by a rotation), and stays valid because the data key is unchanged.
+    """
+    config = config or CryptoConfig()
+    content = _resolve(metadata, instruction_file)
+    if content.version is FormatVersion.V1 or content.suite.cipher != "GCM":
+        raise ConfigurationError(
+            f"{content.suite.name} (V{int(content.version)}) objects cannot be re-keyed in "
+            "place: the format can only store AES-GCM content under a current wrap; copy the "
+            "object (decrypt and re-encrypt) to rewrite it as V3"
+        )
+    data_key = _unwrap_data_key(old_keyring, content, config, encryption_context)
+    if content.suite.is_committing:
+        assert content.key_commitment is not None
+        kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)
+    request = EncryptionMaterials(
+        suite=content.suite,
+        encryption_context=dict(new_encryption_context or {}),
+        plaintext_data_key=data_key,
+    )
+    materials = as_cmm(new_keyring).get_encryption_materials(request)
+    if (
+        materials.plaintext_data_key is None
+        or not hmac.compare_digest(materials.plaintext_data_key, data_key)
+        or materials.encrypted_data_key is None
+        or materials.wrap_algorithm is None
+    ):
+        raise KeyringError("the new keyring did not wrap the existing data key")
+    into_file = (
+        content.from_instruction_file if to_instruction_file is None else to_instruction_file
+    )
+    rewrapped = dataclasses.replace(
+        content,
+        wrap_algorithm=materials.wrap_algorithm,
+        encrypted_data_key=materials.encrypted_data_key,
+        material_description=materials.material_description,
+        from_instruction_file=into_file,
+        unencrypted_content_length=None if into_file else content.unencrypted_content_length,
+    )
+    object_metadata, file_fields = encode_metadata(rewrapped, instruction_file=into_file)
+    return ObjectRewrap(rewrapped, object_metadata, file_fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectRewrap:
+    """The result of :func:`rewrap`: the new metadata to store (content unchanged)."""
+
+    content_metadata: ContentMetadata
+    metadata: dict[str, str]
+    instruction_file: dict[str, str] | None
 
 
 # ---------------------------------------------------------------- whole objects

@@ -136,18 +136,19 @@ class KmsKeyring(Keyring):
                 "remove it from EncryptionContext"
             )
         context[RESERVED_CONTEXT_KEY] = cek_algorithm_name(materials.suite)
-        kwargs: dict[str, Any] = {
-            "KeyId": self.kms_key_id,
-            "KeySpec": "AES_256",
-            "EncryptionContext": context,
-        }
+        kwargs: dict[str, Any] = {"KeyId": self.kms_key_id, "EncryptionContext": context}
         if self._grant_tokens:
             kwargs["GrantTokens"] = self._grant_tokens
-        response = self.client.generate_data_key(**kwargs)
-        materials.plaintext_data_key = check_unwrapped_length(
-            response["Plaintext"], legacy=False, what="KMS GenerateDataKey"
-        )
-        materials.encrypted_data_key = response["CiphertextBlob"]
+        if materials.plaintext_data_key is not None:
+            # Re-encryption: wrap the object's existing data key under this KMS key.
+            wrapped = self.client.encrypt(Plaintext=materials.plaintext_data_key, **kwargs)
+            materials.encrypted_data_key = wrapped["CiphertextBlob"]
+        else:
+            generated = self.client.generate_data_key(KeySpec="AES_256", **kwargs)
+            materials.plaintext_data_key = check_unwrapped_length(
+                generated["Plaintext"], legacy=False, what="KMS GenerateDataKey"
+            )
+            materials.encrypted_data_key = generated["CiphertextBlob"]
         materials.wrap_algorithm = WrapAlgorithm.KMS_CONTEXT
         materials.material_description = context
         return materials

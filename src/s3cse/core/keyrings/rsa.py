@@ -134,7 +134,7 @@ class RsaKeyring(Keyring):
                 "an encryption context applies to KMS keyrings only; describe RSA keys "
                 "with material_description"
             )
-        data_key = os.urandom(DATA_KEY_LENGTH)
+        data_key = materials.plaintext_data_key or os.urandom(DATA_KEY_LENGTH)
         name = cek_algorithm_name(materials.suite).encode("ascii")
         pseudo_key = bytes([len(data_key)]) + data_key + name
         materials.encrypted_data_key = self._public.encrypt(pseudo_key, _oaep(hashes.SHA1()))
