@@ -1,5 +1,6 @@
 """s3cse: client-side encryption for Amazon S3, in the AWS S3 Encryption Client format."""
 
+from .client import DEFAULT_BUFFER_SIZE, EncryptionClient, ReencryptSummary
 from .core.ciphers import RangePlan, plan_range
 from .core.envelope import (
     CryptoConfig,
@@ -55,6 +56,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_BUFFER_SIZE",
     "AesKeyring",
     "AlgorithmSuite",
     "CommitmentMismatchError",
@@ -69,6 +71,7 @@ __all__ = [
     "DefaultCryptoMaterialsManager",
     "DuplicateMetadataError",
     "EncryptedObject",
+    "EncryptionClient",
     "EncryptionContextMismatchError",
     "EncryptionMaterials",
     "FormatVersion",
@@ -90,6 +93,7 @@ __all__ = [
     "PlaintextTooLargeError",
     "RangeNotAllowedError",
     "RangePlan",
+    "ReencryptSummary",
     "RsaKeyring",
     "S3CSEError",
     "UnsafeOperationError",

@@ -1,0 +1,131 @@
+"""The plaintext ``Body`` returned by ``get_object``: botocore's StreamingBody shape."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["DecryptedBody"]
+
+
+class DecryptedBody(io.RawIOBase):
+    """Plaintext as a readable stream: ``read(n)``, ``iter_chunks``, ``iter_lines``,
+    ``with`` and ``close``, like botocore's ``StreamingBody``.
+
+    ``chunks`` yields plaintext pieces; it is drained lazily, so memory stays at one
+    piece. ``on_close`` releases the source (HTTP connection or spool file).
+    """
+
+    _DEFAULT_CHUNK_SIZE = 1024
+
+    def __init__(
+        self,
+        chunks: Iterator[bytes | memoryview],
+        content_length: int | None,
+        on_close: Callable[[], Any] | None = None,
+    ):
+        super().__init__()
+        self._chunks = chunks
+        self._current: memoryview = memoryview(b"")
+        self._content_length = content_length
+        self._on_close = on_close
+        self._amount_read = 0
+        self._eof = False
+
+    def __repr__(self) -> str:
+        return f"<DecryptedBody {self._content_length} bytes, {self._amount_read} read>"
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_piece(self) -> bool:
+        while not self._eof:
+            try:
+                piece = next(self._chunks)
+            except StopIteration:
+                self._eof = True
+                return False
+            if len(piece):
+                self._current = memoryview(piece)
+                return True
+        return False
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        if not len(self._current) and not self._next_piece():
+            return 0
+        n = min(len(target), len(self._current))
+        target[:n] = self._current[:n]
+        self._current = self._current[n:]
+        self._amount_read += n
+        return n
+
+    def read(self, amt: int | None = None) -> bytes:
+        """Read at most ``amt`` bytes (all that is left when None or negative)."""
+        if self.closed:
+            raise ValueError("read of closed DecryptedBody")
+        if amt is None or amt < 0:
+            parts = [bytes(self._current)]
+            self._amount_read += len(self._current)
+            self._current = memoryview(b"")
+            while self._next_piece():
+                parts.append(bytes(self._current))
+                self._amount_read += len(self._current)
+                self._current = memoryview(b"")
+            return b"".join(parts)
+        out = bytearray()
+        while len(out) < amt:
+            if not len(self._current) and not self._next_piece():
+                break
+            n = min(amt - len(out), len(self._current))
+            out += self._current[:n]
+            self._current = self._current[n:]
+        self._amount_read += len(out)
+        return bytes(out)
+
+    def readall(self) -> bytes:
+        return self.read()
+
+    def iter_chunks(self, chunk_size: int = _DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+        """Yield plaintext in pieces of ``chunk_size`` bytes (the last may be shorter)."""
+        while True:
+            chunk = self.read(chunk_size)
+            if not chunk:
+                return
+            yield chunk
+
+    def iter_lines(
+        self, chunk_size: int = _DEFAULT_CHUNK_SIZE, keepends: bool = False
+    ) -> Iterator[bytes]:
+        """Yield lines, as botocore's StreamingBody does."""
+        pending = b""
+        for chunk in self.iter_chunks(chunk_size):
+            lines = (pending + chunk).splitlines(True)
+            for line in lines[:-1]:
+                yield line.splitlines(keepends)[0]
+            pending = lines[-1]
+        if pending:
+            yield pending.splitlines(keepends)[0]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.iter_chunks(self._DEFAULT_CHUNK_SIZE)
+
+    def __next__(self) -> bytes:
+        chunk = self.read(self._DEFAULT_CHUNK_SIZE)
+        if not chunk:
+            raise StopIteration
+        return chunk
+
+    def tell(self) -> int:
+        return self._amount_read
+
+    def close(self) -> None:
+        if not self.closed:
+            self._current = memoryview(b"")
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+            if self._on_close is not None:
+                self._on_close()
+        super().close()

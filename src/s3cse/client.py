@@ -1,0 +1,979 @@
+"""EncryptionClient: a boto3 S3 client that encrypts on the way up and decrypts on the way down.
+
+This is a shell: it moves bytes and metadata between boto3 and the core and holds
+no crypto and no format knowledge of its own.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import io
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ._body import DecryptedBody
+from .core import metadata as md
+from .core.ciphers import plan_range
+from .core.envelope import (
+    CryptoConfig,
+    MaterialsSource,
+    ObjectDecryptor,
+    ObjectEncryptor,
+    as_cmm,
+    begin_decryption,
+    begin_encryption,
+    begin_ranged_decryption,
+    can_unwrap,
+    rewrap,
+)
+from .core.keyrings.base import Keyring
+from .core.materials import CryptoMaterialsManager
+from .core.suites import GCM_MAX_PLAINTEXT_LENGTH, AlgorithmSuite, CommitmentPolicy
+from .errors import (
+    ConfigurationError,
+    IntegrityError,
+    MalformedMetadataError,
+    NotEncryptedError,
+    PlaintextTooLargeError,
+    RangeNotAllowedError,
+    S3CSEError,
+    UnsafeOperationError,
+)
+
+__all__ = ["DEFAULT_BUFFER_SIZE", "EncryptionClient", "ReencryptSummary"]
+
+log = logging.getLogger(__name__)
+
+#: Objects up to this size are authenticated in memory; larger ones spool ciphertext to disk.
+DEFAULT_BUFFER_SIZE = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_DEFAULT_POLICY = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_TAG = 16
+
+# Caller-computed integrity values describe the plaintext, never the ciphertext we send.
+_PLAINTEXT_CHECKSUM_ARGS = (
+    "ContentMD5",
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumCRC64NVME",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+)
+_RESPONSE_CHECKSUMS = (
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumCRC64NVME",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+    "ChecksumType",
+)
+_SSE_C_ARGS = ("SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5")
+_HEAD_ARGS = (
+    "Bucket",
+    "Key",
+    "VersionId",
+    "IfMatch",
+    "IfNoneMatch",
+    "IfModifiedSince",
+    "IfUnmodifiedSince",
+    "ExpectedBucketOwner",
+    "RequestPayer",
+    *_SSE_C_ARGS,
+)
+_KEPT_ON_REWRITE = (
+    "ContentType",
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+    "Expires",
+    "WebsiteRedirectLocation",
+)
+
+_NO_MULTIPART = "is not encrypted yet; use put_object or upload_file"
+_SAFE_ALTERNATIVE = {
+    "upload_part_copy": (
+        "copies raw bytes into a multipart upload outside the encryption stream; "
+        "use copy_object, or put_object/upload_file to re-encrypt"
+    ),
+    "generate_presigned_post": "lets a browser upload plaintext; upload through put_object",
+    "copy": "copies with UploadPartCopy and drops the crypto metadata; use copy_object",
+    "select_object_content": "runs SQL on the server, which only has ciphertext; use get_object",
+    "create_multipart_upload": _NO_MULTIPART,
+    "upload_part": _NO_MULTIPART,
+    "complete_multipart_upload": _NO_MULTIPART,
+}
+_PLAINTEXT_PRESIGN = frozenset(
+    {"put_object", "upload_part", "create_multipart_upload", "complete_multipart_upload"}
+)
+
+
+@dataclasses.dataclass
+class ReencryptSummary:
+    """What :meth:`EncryptionClient.reencrypt_prefix` did."""
+
+    done: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    not_encrypted: list[str] = dataclasses.field(default_factory=list)
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.done)} re-encrypted, {len(self.skipped)} already under the new key, "
+            f"{len(self.not_encrypted)} not encrypted, {len(self.failed)} failed"
+        )
+
+
+class _EncryptingReader(io.RawIOBase):
+    """A file-like body for botocore: plaintext in, ``ciphertext || tag`` out.
+
+    botocore may rewind the body (retries, checksum pass); a rewind replays the same
+    plaintext from the source through the same key and IV, which yields identical
+    ciphertext.
+    """
+
+    def __init__(self, source: Any, length: int, encryptor: ObjectEncryptor):
+        super().__init__()
+        self._source = source
+        self._start = source.tell()
+        self._length = length
+        self._encryptor = encryptor
+        self._out = bytearray(_CHUNK + 32)
+        self._pending = memoryview(b"")
+        self._consumed = 0  # plaintext bytes taken from the source
+        self._position = 0  # ciphertext bytes handed out
+        self._tag_sent = False
+
+    def __len__(self) -> int:
+        return self._length + _TAG
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._position + offset}.get(
+            whence, len(self) + offset
+        )
+        if target == self._position:
+            return target
+        if target != 0:
+            raise io.UnsupportedOperation("an encrypting body can only be rewound to its start")
+        self._source.seek(self._start)
+        self._encryptor.rewind()
+        self._pending = memoryview(b"")
+        self._consumed = self._position = 0
+        self._tag_sent = False
+        return 0
+
+    def _fill(self) -> bool:
+        if self._consumed < self._length:
+            want = min(_CHUNK, self._length - self._consumed)
+            data = self._source.read(want)
+            if not data:
+                raise IntegrityError(
+                    f"the upload source ended after {self._consumed} of {self._length} bytes; "
+                    "it was changed or truncated while being read"
+                )
+            n = self._encryptor.update_into(data, self._out)
+            self._consumed += len(data)
+            self._pending = memoryview(self._out)[:n]
+            return True
+        if not self._tag_sent:
+            self._tag_sent = True
+            self._pending = memoryview(self._encryptor.finalize())
+            return True
+        return False
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = len(self) - self._position
+        parts = []
+        while size > 0:
+            if not len(self._pending) and not self._fill():
+                break
+            piece = self._pending[:size]
+            parts.append(bytes(piece))
+            self._pending = self._pending[len(piece) :]
+            size -= len(piece)
+        data = b"".join(parts)
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+def _plaintext_source(body: Any) -> tuple[Any, int | None]:
+    """Return (readable file object, remaining length or None when unknown)."""
+    if body is None:
+        body = b""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if isinstance(body, bytes | bytearray | memoryview):
+        return io.BytesIO(body), len(body)
+    if not hasattr(body, "read"):
+        raise ConfigurationError(
+            f"Body must be bytes, str or a readable file object, not {type(body).__name__}"
+        )
+    try:
+        if body.seekable():
+            start = body.tell()
+            end = body.seek(0, io.SEEK_END)
+            body.seek(start)
+            return body, end - start
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass
+    return body, None
+
+
+def _close_quietly(body: Any) -> None:
+    with contextlib.suppress(Exception):
+        body.close()
+
+
+def _is_not_found(error: ClientError) -> bool:
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+class EncryptionClient:
+    """A drop-in for a boto3 S3 client that encrypts objects client-side.
+
+    ``put_object``/``get_object`` and friends take the same arguments as boto3's;
+    every method not listed in the README's table passes through unchanged.
+    """
+
+    def __init__(
+        self,
+        s3_client: Any,
+        keyring: Keyring | None = None,
+        *,
+        cmm: CryptoMaterialsManager | None = None,
+        commitment_policy: CommitmentPolicy | str = _DEFAULT_POLICY,
+        encryption_algorithm: AlgorithmSuite | None = None,
+        enable_legacy_wrapping: bool = False,
+        enable_legacy_unauthenticated_modes: bool = False,
+        enable_delayed_authentication: bool = False,
+        buffer_size: int | None = None,
+        instruction_file_put: bool = False,
+        instruction_file_suffix: str = md.INSTRUCTION_FILE_SUFFIX,
+        allow_unencrypted_reads: bool = False,
+    ):
+        if isinstance(s3_client, EncryptionClient):
+            raise ConfigurationError(
+                "an EncryptionClient cannot wrap another EncryptionClient (objects would be "
+                "encrypted twice); pass the plain boto3 S3 client"
+            )
+        if not all(hasattr(s3_client, m) for m in ("put_object", "get_object")):
+            raise ConfigurationError("s3_client must be a boto3 S3 client")
+        if (keyring is None) == (cmm is None):
+            raise ConfigurationError(
+                "give exactly one of keyring= or cmm= (a keyring gets the default CMM)"
+            )
+        if enable_delayed_authentication and buffer_size is not None:
+            raise ConfigurationError(
+                "buffer_size sets how much ciphertext is authenticated in memory before "
+                "plaintext is released; with enable_delayed_authentication=True nothing is "
+                "buffered: drop one of the two settings"
+            )
+        if buffer_size is not None and buffer_size < 0:
+            raise ConfigurationError("buffer_size must be a non-negative number of bytes")
+        self._config = CryptoConfig(
+            commitment_policy=commitment_policy,
+            encryption_algorithm=encryption_algorithm,
+            enable_legacy_wrapping=enable_legacy_wrapping,
+            enable_legacy_unauthenticated_modes=enable_legacy_unauthenticated_modes,
+        )
+        self._s3 = s3_client
+        source: MaterialsSource = cmm if cmm is not None else keyring  # type: ignore[assignment]
+        self._cmm = as_cmm(source)
+        self._delayed = enable_delayed_authentication
+        self._buffer_size = DEFAULT_BUFFER_SIZE if buffer_size is None else buffer_size
+        self._instruction_file_put = instruction_file_put
+        self._suffix = instruction_file_suffix
+        self._allow_unencrypted = allow_unencrypted_reads
+
+    def __repr__(self) -> str:
+        return (
+            f"EncryptionClient({self._cmm!r}, policy={self._config.policy.value}, "
+            f"writes={self._config.suite.name})"
+        )
+
+    @property
+    def s3_client(self) -> Any:
+        """The wrapped boto3 client (plaintext operations: use with care)."""
+        return self._s3
+
+    @property
+    def config(self) -> CryptoConfig:
+        return self._config
+
+    # ------------------------------------------------------------ pass-through
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in _SAFE_ALTERNATIVE:
+            raise UnsafeOperationError(
+                f"{name} is not available on an EncryptionClient: it {_SAFE_ALTERNATIVE[name]}"
+            )
+        return getattr(self._s3, name)
+
+    def generate_presigned_url(self, ClientMethod: str, *args: Any, **kwargs: Any) -> str:
+        """Presigned URLs for reads pass through (they serve ciphertext); presigned
+        writes are refused, since whoever uses them would upload plaintext."""
+        if ClientMethod in _PLAINTEXT_PRESIGN:
+            raise UnsafeOperationError(
+                f"a presigned {ClientMethod} URL would let its holder store plaintext; upload "
+                "through EncryptionClient.put_object or upload_file instead"
+            )
+        return str(self._s3.generate_presigned_url(ClientMethod, *args, **kwargs))
+
+    # ------------------------------------------------------------ put
+
+    def _check_user_metadata(self, metadata: Mapping[str, str] | None) -> dict[str, str]:
+        user = dict(metadata or {})
+        reserved = md.crypto_metadata_keys()
+        clashes = sorted(k for k in user if k.lower() in reserved)
+        if clashes:
+            raise ConfigurationError(
+                f"user metadata key(s) {', '.join(clashes)} are reserved for the encryption "
+                "metadata; rename them"
+            )
+        return user
+
+    def put_object(self, **kwargs: Any) -> dict[str, Any]:
+        """Encrypt ``Body`` and store it; takes boto3's PutObject arguments plus
+        ``EncryptionContext`` (KMS) and ``InstructionFilePut``."""
+        bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
+        context = kwargs.pop("EncryptionContext", None)
+        use_file = bool(kwargs.pop("InstructionFilePut", self._instruction_file_put))
+        for name in _PLAINTEXT_CHECKSUM_ARGS:
+            if name in kwargs:
+                raise ConfigurationError(
+                    f"{name} would describe the plaintext, but S3 receives ciphertext; drop it "
+                    "and pass ChecksumAlgorithm='CRC32' to have the ciphertext checked"
+                ).at(bucket, key)
+        try:
+            user_metadata = self._check_user_metadata(kwargs.get("Metadata"))
+            source, length = _plaintext_source(kwargs.pop("Body", b""))
+            kwargs.pop("ContentLength", None)
+            if length is not None and length > GCM_MAX_PLAINTEXT_LENGTH:
+                raise PlaintextTooLargeError(
+                    f"the body is {length} bytes, over the AES-GCM limit of "
+                    f"{GCM_MAX_PLAINTEXT_LENGTH} bytes for one object"
+                )
+            encryptor = begin_encryption(
+                self._cmm,
+                self._config,
+                encryption_context=context,
+                instruction_file=use_file,
+                plaintext_length=length,
+            )
+        except S3CSEError as exc:
+            raise exc.at(bucket, key) from None
+        kwargs["Metadata"] = {**user_metadata, **encryptor.metadata}
+        if length is not None:
+            kwargs["Body"] = _EncryptingReader(source, length, encryptor)
+            kwargs["ContentLength"] = length + _TAG
+            response = self._s3.put_object(**kwargs)
+        else:
+            with self._spool_ciphertext(source, encryptor, bucket, key) as (spool, size):
+                kwargs["Body"] = spool
+                kwargs["ContentLength"] = size
+                response = self._s3.put_object(**kwargs)
+        if encryptor.instruction_file is not None:
+            self._put_instruction_file(
+                bucket, f"{key}{md.INSTRUCTION_FILE_SUFFIX}", encryptor.instruction_file, kwargs
+            )
+        return dict(response)
+
+    @contextlib.contextmanager
+    def _spool_ciphertext(
+        self, source: Any, encryptor: ObjectEncryptor, bucket: Any, key: Any
+    ) -> Iterator[tuple[Any, int]]:
+        """Encrypt a body of unknown length into a spool of *ciphertext* (memory, then disk)."""
+        out = bytearray(_CHUNK + 32)
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            total = 0
+            while True:
+                data = source.read(_CHUNK)
+                if not data:
+                    break
+                total += len(data)
+                try:
+                    n = encryptor.update_into(data, out)
+                except S3CSEError as exc:
+                    raise exc.at(bucket, key) from None
+                spool.write(memoryview(out)[:n])
+            spool.write(encryptor.finalize())
+            spool.seek(0)
+            yield spool, total + _TAG
+
+    def _put_instruction_file(
+        self, bucket: Any, key: str, fields: Mapping[str, str], put_args: Mapping[str, Any]
+    ) -> None:
+        extra = {
+            k: put_args[k]
+            for k in ("ServerSideEncryption", "SSEKMSKeyId", "ExpectedBucketOwner", "RequestPayer")
+            if k in put_args
+        }
+        self._s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=md.encode_instruction_file(fields),
+            Metadata=dict(md.INSTRUCTION_FILE_MARKER),
+            ContentType="application/json",
+            **extra,
+        )
+
+    # ------------------------------------------------------------ get
+
+    def _load_instruction_file(
+        self, bucket: str, key: str, suffix: str, sse_args: Mapping[str, Any]
+    ) -> dict[str, str] | None:
+        extra = {k: v for k, v in sse_args.items() if k in ("ExpectedBucketOwner", "RequestPayer")}
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=f"{key}{suffix}", **extra)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        with contextlib.closing(response["Body"]):
+            return md.decode_instruction_file(response["Body"].read(64 * 1024 + 1))
+
+    def _content_metadata(
+        self,
+        bucket: str,
+        key: str,
+        metadata: Mapping[str, str],
+        suffix: str,
+        args: Mapping[str, Any],
+    ) -> md.ContentMetadata:
+        instruction = None
+        if md.needs_instruction_file(metadata):
+            instruction = self._load_instruction_file(bucket, key, suffix, args)
+            if instruction is None and md.has_crypto_metadata(metadata):
+                raise MalformedMetadataError(
+                    f"the object's metadata points to an instruction file, but {key}{suffix} "
+                    "does not exist"
+                )
+        return md.parse_metadata(metadata, instruction)
+
+    def head_encryption(self, **kwargs: Any) -> md.ContentMetadata:
+        """Parse an object's crypto metadata (no key needed): for ``inspect`` and ``ls``."""
+        suffix = kwargs.pop("InstructionFileSuffix", self._suffix)
+        head = self._s3.head_object(**{k: v for k, v in kwargs.items() if k in _HEAD_ARGS})
+        try:
+            return self._content_metadata(
+                kwargs["Bucket"], kwargs["Key"], head.get("Metadata", {}), suffix, kwargs
+            )
+        except S3CSEError as exc:
+            raise exc.at(kwargs["Bucket"], kwargs["Key"]) from None
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        """Fetch and decrypt; the response has boto3's shape with a plaintext ``Body``.
+
+        Takes boto3's GetObject arguments plus ``EncryptionContext`` (KMS) and
+        ``InstructionFileSuffix``. No plaintext is released before the tag verifies,
+        unless the client was built with ``enable_delayed_authentication=True``.
+        """
+        bucket, key = kwargs["Bucket"], kwargs["Key"]
+        context = kwargs.pop("EncryptionContext", None)
+        suffix = kwargs.pop("InstructionFileSuffix", self._suffix)
+        if "Range" in kwargs or "PartNumber" in kwargs:
+            return self._get_range(kwargs, context, suffix)
+        response = dict(self._s3.get_object(**kwargs))
+        body = response["Body"]
+        try:
+            if response.get("ContentRange"):
+                raise IntegrityError(
+                    f"S3 answered with Content-Range {response['ContentRange']!r} to a request "
+                    "for the whole object"
+                )
+            try:
+                content = self._content_metadata(
+                    bucket, key, response.get("Metadata", {}), suffix, kwargs
+                )
+            except NotEncryptedError:
+                if self._allow_unencrypted:
+                    return response
+                raise NotEncryptedError(
+                    "the object is not client-side encrypted (no crypto metadata, no "
+                    "instruction file); to read plaintext objects through this client, "
+                    "build it with allow_unencrypted_reads=True"
+                ) from None
+            decryptor = begin_decryption(
+                self._cmm, content, self._config, encryption_context=context
+            )
+            ciphertext_length = int(response.get("ContentLength", 0))
+            response["Body"] = self._plaintext_body(body, ciphertext_length, decryptor)
+        except S3CSEError as exc:
+            _close_quietly(body)
+            raise exc.at(bucket, key) from None
+        except BaseException:
+            _close_quietly(body)
+            raise
+        plaintext_length = decryptor.plaintext_length(ciphertext_length)
+        if plaintext_length is None:
+            response.pop("ContentLength", None)
+        else:
+            response["ContentLength"] = plaintext_length
+        for name in _RESPONSE_CHECKSUMS:
+            response.pop(name, None)
+        return response
+
+    def _plaintext_body(
+        self, body: Any, ciphertext_length: int, decryptor: ObjectDecryptor
+    ) -> DecryptedBody:
+        plaintext_length = decryptor.plaintext_length(ciphertext_length)
+        if self._delayed:
+            return DecryptedBody(
+                _decrypt_stream(_read_chunks(body), decryptor), plaintext_length, body.close
+            )
+        if ciphertext_length <= self._buffer_size:
+            plaintext = _decrypt_in_memory(body, ciphertext_length, decryptor)
+            _close_quietly(body)
+            return DecryptedBody(iter([plaintext]), len(plaintext))
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the body
+        try:
+            _verify_into_spool(body, spool, decryptor)
+        except BaseException:
+            spool.close()
+            raise
+        finally:
+            _close_quietly(body)
+        spool.seek(0)
+        return DecryptedBody(
+            _decrypt_stream(_read_chunks(spool), decryptor.fresh()), plaintext_length, spool.close
+        )
+
+    def _get_range(
+        self, kwargs: dict[str, Any], context: Mapping[str, str] | None, suffix: str
+    ) -> dict[str, Any]:
+        bucket, key = kwargs["Bucket"], kwargs["Key"]
+        if not self._config.enable_legacy_unauthenticated_modes:
+            raise RangeNotAllowedError(
+                "ranged reads of encrypted objects cannot be authenticated (the tag covers the "
+                "whole object); build the client with enable_legacy_unauthenticated_modes=True "
+                "to allow them, or read the whole object"
+            ).at(bucket, key)
+        if "PartNumber" in kwargs:
+            raise RangeNotAllowedError(
+                "PartNumber reads return ciphertext parts without their key stream position; "
+                "use Range= instead"
+            ).at(bucket, key)
+        head = self._s3.head_object(**{k: v for k, v in kwargs.items() if k in _HEAD_ARGS})
+        size = int(head["ContentLength"])
+        try:
+            plan = plan_range(kwargs["Range"], size)
+            content = self._content_metadata(bucket, key, head.get("Metadata", {}), suffix, kwargs)
+            if plan is None:
+                if content.suite.cipher != "GCM":
+                    raise RangeNotAllowedError("ranged reads need an AES-GCM object")
+                # Let S3 give its own answer for an unsatisfiable range (416 InvalidRange).
+                kwargs["Range"] = f"bytes={size}-"
+                return dict(self._s3.get_object(**kwargs))
+            decryptor = begin_ranged_decryption(
+                self._cmm, content, plan, self._config, encryption_context=context
+            )
+        except S3CSEError as exc:
+            raise exc.at(bucket, key) from None
+        kwargs["Range"] = plan.fetch_range
+        if "IfMatch" not in kwargs and head.get("ETag"):
+            kwargs["IfMatch"] = head["ETag"]  # the metadata we used must belong to these bytes
+        response = dict(self._s3.get_object(**kwargs))
+        expected = f"bytes {plan.fetch_first}-{plan.fetch_last}/{size}"
+        if response.get("ContentRange") != expected:
+            _close_quietly(response["Body"])
+            raise IntegrityError(
+                f"S3 answered the ranged read with Content-Range {response.get('ContentRange')!r}, "
+                f"expected {expected!r}"
+            ).at(bucket, key)
+        body = response["Body"]
+        response["Body"] = DecryptedBody(
+            _decrypt_stream(_read_chunks(body), decryptor), plan.length, body.close
+        )
+        response["ContentLength"] = plan.length
+        response["ContentRange"] = plan.content_range
+        for name in _RESPONSE_CHECKSUMS:
+            response.pop(name, None)
+        return response
+
+    # ------------------------------------------------------------ delete
+
+    def delete_object(self, **kwargs: Any) -> dict[str, Any]:
+        """Delete the object and its instruction file (when deleting the current version)."""
+        response = dict(self._s3.delete_object(**kwargs))
+        if "VersionId" not in kwargs:
+            extra = {k: kwargs[k] for k in ("ExpectedBucketOwner", "RequestPayer") if k in kwargs}
+            self._s3.delete_object(
+                Bucket=kwargs["Bucket"], Key=f"{kwargs['Key']}{md.INSTRUCTION_FILE_SUFFIX}", **extra
+            )
+        return response
+
+    def delete_objects(self, **kwargs: Any) -> dict[str, Any]:
+        """Delete the objects and their instruction files; the response lists the objects."""
+        delete = dict(kwargs.pop("Delete"))
+        objects = list(delete.get("Objects", []))
+        suffix = md.INSTRUCTION_FILE_SUFFIX
+        extra_keys = {
+            f"{o['Key']}{suffix}"
+            for o in objects
+            if "VersionId" not in o and not o["Key"].endswith(suffix)
+        }
+        everything = objects + [{"Key": k} for k in sorted(extra_keys)]
+        merged: dict[str, Any] = {"Deleted": [], "Errors": []}
+        for start in range(0, len(everything), 1000):
+            batch = dict(delete, Objects=everything[start : start + 1000])
+            response = self._s3.delete_objects(Delete=batch, **kwargs)
+            merged["ResponseMetadata"] = response.get("ResponseMetadata", {})
+            merged["Deleted"] += [
+                d for d in response.get("Deleted", []) if d.get("Key") not in extra_keys
+            ]
+            merged["Errors"] += response.get("Errors", [])
+        if not merged["Errors"]:
+            del merged["Errors"]
+        return merged
+
+    # ------------------------------------------------------------ copy
+
+    def copy_object(self, **kwargs: Any) -> dict[str, Any]:
+        """Copy an object so that the copy stays readable: the instruction file is copied
+        too, and ``MetadataDirective='REPLACE'`` replaces only the user's metadata."""
+        source = kwargs["CopySource"]
+        if isinstance(source, str):
+            src_bucket, _, src_key = source.lstrip("/").partition("/")
+            src_version = None
+            if "?versionId=" in src_key:
+                src_key, _, src_version = src_key.partition("?versionId=")
+        else:
+            src_bucket, src_key, src_version = (
+                source["Bucket"],
+                source["Key"],
+                source.get("VersionId"),
+            )
+        head_args: dict[str, Any] = {"Bucket": src_bucket, "Key": src_key}
+        if src_version:
+            head_args["VersionId"] = src_version
+        for name in _SSE_C_ARGS:
+            if f"CopySource{name}" in kwargs:
+                head_args[name] = kwargs[f"CopySource{name}"]
+        head = self._s3.head_object(**head_args)
+        source_metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+        encrypted = md.has_crypto_metadata(source_metadata)
+        instruction = md.needs_instruction_file(source_metadata)
+        if kwargs.get("MetadataDirective") == "REPLACE":
+            user = self._check_user_metadata(kwargs.get("Metadata"))
+            crypto = {k: v for k, v in source_metadata.items() if k in md.crypto_metadata_keys()}
+            kwargs["Metadata"] = {**user, **crypto}
+        response = dict(self._s3.copy_object(**kwargs))
+        if instruction and not src_version:
+            try:
+                self._s3.copy_object(
+                    Bucket=kwargs["Bucket"],
+                    Key=f"{kwargs['Key']}{md.INSTRUCTION_FILE_SUFFIX}",
+                    CopySource={
+                        "Bucket": src_bucket,
+                        "Key": f"{src_key}{md.INSTRUCTION_FILE_SUFFIX}",
+                    },
+                )
+            except ClientError as exc:
+                if encrypted or not _is_not_found(exc):
+                    raise
+        return response
+
+    # ------------------------------------------------------------ key rotation
+
+    def reencrypt(
+        self,
+        Bucket: str,
+        Key: str,
+        new_keyring: MaterialsSource,
+        instruction_file_suffix: str | None = None,
+        *,
+        EncryptionContext: Mapping[str, str] | None = None,
+        NewEncryptionContext: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> str:
+        """Re-wrap the object's data key under ``new_keyring``; the content is untouched.
+
+        Instruction-file objects get a new instruction file (``instruction_file_suffix``
+        writes it under another name, keeping the old one); metadata objects have their
+        metadata rewritten in place with CopyObject. Returns ``"rotated"``, or
+        ``"skipped"`` when ``new_keyring`` already unwraps the data key.
+        ``extra`` takes SSE-C arguments for objects stored with SSE-C.
+        """
+        head_args = {
+            "Bucket": Bucket,
+            "Key": Key,
+            **{k: extra[k] for k in _SSE_C_ARGS if k in extra},
+        }
+        head = self._s3.head_object(**head_args)
+        metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+        if "x-amz-crypto-instr-file" in metadata:
+            return "instruction-file"
+        try:
+            content = self._content_metadata(
+                Bucket, Key, metadata, md.INSTRUCTION_FILE_SUFFIX, extra
+            )
+            new_file = instruction_file_suffix not in (None, md.INSTRUCTION_FILE_SUFFIX)
+            if not new_file and can_unwrap(
+                new_keyring, content, self._config, encryption_context=NewEncryptionContext
+            ):
+                return "skipped"
+            result = rewrap(
+                self._cmm,
+                new_keyring,
+                content,
+                self._config,
+                encryption_context=EncryptionContext,
+                new_encryption_context=NewEncryptionContext,
+            )
+        except S3CSEError as exc:
+            raise exc.at(Bucket, Key) from None
+        if result.instruction_file is not None:
+            suffix = instruction_file_suffix or md.INSTRUCTION_FILE_SUFFIX
+            self._put_instruction_file(Bucket, f"{Key}{suffix}", result.instruction_file, {})
+            return "rotated"
+        user = {k: v for k, v in metadata.items() if k not in md.crypto_metadata_keys()}
+        copy_args: dict[str, Any] = {
+            "Bucket": Bucket,
+            "Key": Key,
+            "CopySource": {"Bucket": Bucket, "Key": Key},
+            "MetadataDirective": "REPLACE",
+            "Metadata": {**user, **result.metadata},
+            "CopySourceIfMatch": head["ETag"],
+        }
+        for name in _KEPT_ON_REWRITE:
+            if head.get(name):
+                copy_args[name] = head[name]
+        if head.get("ServerSideEncryption") and not head.get("SSECustomerAlgorithm"):
+            copy_args["ServerSideEncryption"] = head["ServerSideEncryption"]
+            if head.get("SSEKMSKeyId"):
+                copy_args["SSEKMSKeyId"] = head["SSEKMSKeyId"]
+            if head.get("BucketKeyEnabled"):
+                copy_args["BucketKeyEnabled"] = True
+        if head.get("StorageClass"):
+            copy_args["StorageClass"] = head["StorageClass"]
+        for name in _SSE_C_ARGS:
+            if name in extra:
+                copy_args[name] = extra[name]
+                copy_args[f"CopySource{name}"] = extra[name]
+        self._s3.copy_object(**copy_args)
+        return "rotated"
+
+    def reencrypt_prefix(
+        self,
+        Bucket: str,
+        Prefix: str,
+        new_keyring: MaterialsSource,
+        *,
+        max_workers: int = 8,
+        progress: Callable[[str, str], Any] | None = None,
+        EncryptionContext: Mapping[str, str] | None = None,
+        NewEncryptionContext: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> ReencryptSummary:
+        """Rotate every object under ``Prefix``: concurrent, resumable (objects already
+        under the new key are skipped), with ``progress(key, status)`` after each."""
+        summary = ReencryptSummary()
+        lock = threading.Lock()
+
+        def one(key: str) -> None:
+            try:
+                status = self.reencrypt(
+                    Bucket,
+                    key,
+                    new_keyring,
+                    EncryptionContext=EncryptionContext,
+                    NewEncryptionContext=NewEncryptionContext,
+                    **extra,
+                )
+            except NotEncryptedError:
+                status = "not-encrypted"
+                with lock:
+                    summary.not_encrypted.append(key)
+            except (S3CSEError, ClientError) as exc:
+                status = "failed"
+                with lock:
+                    summary.failed.append((key, str(exc)))
+            else:
+                with lock:
+                    if status == "rotated":
+                        summary.done.append(key)
+                    elif status == "skipped":
+                        summary.skipped.append(key)
+            if progress is not None and status != "instruction-file":
+                progress(key, status)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers) as pool:
+            pending: set[concurrent.futures.Future[None]] = set()
+            for key in self._list_keys(Bucket, Prefix):
+                if len(pending) >= max_workers * 4:
+                    done, pending = concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_COMPLETED
+                    )
+                    for future in done:
+                        future.result()
+                pending.add(pool.submit(one, key))
+            for future in concurrent.futures.as_completed(pending):
+                future.result()
+        return summary
+
+    def _list_keys(self, bucket: str, prefix: str) -> Iterable[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    # ------------------------------------------------------------ simple transfers
+
+    def upload_fileobj(
+        self,
+        Fileobj: Any,
+        Bucket: str,
+        Key: str,
+        ExtraArgs: Mapping[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """Encrypt a file object and upload it (boto3's signature)."""
+        source = _CountingReader(Fileobj, Callback) if Callback else Fileobj
+        self.put_object(Bucket=Bucket, Key=Key, Body=source, **dict(ExtraArgs or {}))
+
+    def upload_file(
+        self,
+        Filename: str,
+        Bucket: str,
+        Key: str,
+        ExtraArgs: Mapping[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """Encrypt a local file and upload it (boto3's signature)."""
+        with open(Filename, "rb") as f:
+            self.upload_fileobj(f, Bucket, Key, ExtraArgs, Callback, Config)
+
+    def download_fileobj(
+        self,
+        Bucket: str,
+        Key: str,
+        Fileobj: Any,
+        ExtraArgs: Mapping[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """Download, verify and decrypt into a writable file object (boto3's signature)."""
+        response = self.get_object(Bucket=Bucket, Key=Key, **dict(ExtraArgs or {}))
+        with response["Body"] as body:
+            for chunk in body.iter_chunks(_CHUNK):
+                Fileobj.write(chunk)
+                if Callback is not None:
+                    Callback(len(chunk))
+
+    def download_file(
+        self,
+        Bucket: str,
+        Key: str,
+        Filename: str,
+        ExtraArgs: Mapping[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """Download to ``Filename``: written beside it under a temporary name and renamed
+        only after the object verified, so a failure leaves no partial file."""
+        directory = os.path.dirname(os.path.abspath(Filename))
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".s3cse-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                self.download_fileobj(Bucket, Key, f, ExtraArgs, Callback, Config)
+            os.replace(temporary, Filename)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+
+class _CountingReader:
+    """Reports bytes read from a plaintext source to a boto3-style Callback."""
+
+    def __init__(self, source: Any, callback: Callable[[int], Any]):
+        self._source = source
+        self._callback = callback
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._source.read(size)
+        if data:
+            self._callback(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+
+# ---------------------------------------------------------------- decryption pumps
+
+
+def _read_chunks(stream: Any) -> Iterator[bytes]:
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _decrypt_stream(chunks: Iterator[bytes], decryptor: ObjectDecryptor) -> Iterator[memoryview]:
+    """Yield plaintext as it decrypts; verification happens at the end (finalize)."""
+    out = bytearray(_CHUNK + 48)
+    for chunk in chunks:
+        if len(chunk) + 31 > len(out):
+            out = bytearray(len(chunk) + 48)
+        n = decryptor.update_into(chunk, out)
+        if n:
+            yield memoryview(out)[:n]
+    last = decryptor.finalize()
+    if last:
+        yield memoryview(last)
+
+
+def _decrypt_in_memory(body: Any, ciphertext_length: int, decryptor: ObjectDecryptor) -> memoryview:
+    """Decrypt the whole object into one buffer and verify it before returning any of it."""
+    plaintext = bytearray(ciphertext_length + _CHUNK + 48)
+    n = 0
+    for chunk in _read_chunks(body):
+        if n + len(chunk) + 31 > len(plaintext):
+            plaintext.extend(bytes(len(chunk) + 48))
+        n += decryptor.update_into(chunk, memoryview(plaintext)[n:])
+    last = decryptor.finalize()
+    plaintext[n : n + len(last)] = last
+    return memoryview(plaintext)[: n + len(last)]
+
+
+def _verify_into_spool(body: Any, spool: Any, decryptor: ObjectDecryptor) -> None:
+    """Copy the ciphertext to ``spool`` while checking its tag; no plaintext is kept."""
+    scratch = bytearray(_CHUNK + 48)
+    for chunk in _read_chunks(body):
+        spool.write(chunk)
+        if len(chunk) + 31 > len(scratch):
+            scratch = bytearray(len(chunk) + 48)
+        decryptor.update_into(chunk, scratch)
+    decryptor.finalize()
+    spool.flush()
