@@ -728,7 +728,11 @@ class EncryptionClient:
         }
         head = self._s3.head_object(**head_args)
         metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-        if "x-amz-crypto-instr-file" in metadata:
+        if "x-amz-crypto-instr-file" in metadata or (
+            # Some stores (SeaweedFS) drop the empty marker value; the name and the
+            # absence of crypto metadata still tell an instruction file.
+            Key.endswith(md.INSTRUCTION_FILE_SUFFIX) and not md.has_crypto_metadata(metadata)
+        ):
             return "instruction-file"
         try:
             content = self._content_metadata(
@@ -856,7 +860,7 @@ class EncryptionClient:
         Config: Any = None,
     ) -> None:
         """Encrypt a file object and upload it (boto3's signature)."""
-        source = _CountingReader(Fileobj, Callback) if Callback else Fileobj
+        source = _CountingReader(Fileobj, Callback) if Callback is not None else Fileobj
         self.put_object(Bucket=Bucket, Key=Key, Body=source, **dict(ExtraArgs or {}))
 
     def upload_file(
@@ -913,17 +917,36 @@ class EncryptionClient:
 
 
 class _CountingReader:
-    """Reports bytes read from a plaintext source to a boto3-style Callback."""
+    """Reports plaintext progress to a boto3-style Callback: each byte once, even when
+    botocore rewinds the body for a retry or a checksum pass."""
 
     def __init__(self, source: Any, callback: Callable[[int], Any]):
         self._source = source
         self._callback = callback
+        self._position = 0
+        self._reported = 0
+        self._start = 0
+        with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
+            self._start = int(source.tell())
 
     def read(self, size: int = -1) -> bytes:
         data: bytes = self._source.read(size)
-        if data:
-            self._callback(len(data))
+        self._position += len(data)
+        if self._position > self._reported:
+            self._callback(self._position - self._reported)
+            self._reported = self._position
         return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position: int = self._source.seek(offset, whence)
+        self._position = position - self._start
+        return position
+
+    def tell(self) -> int:
+        return int(self._source.tell())
+
+    def seekable(self) -> bool:
+        return bool(getattr(self._source, "seekable", lambda: False)())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._source, name)

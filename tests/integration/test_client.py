@@ -1,0 +1,304 @@
+"""EncryptionClient against the real local SeaweedFS and moto KMS (no S3 mocks)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+
+import s3cse
+
+SIZES = [0, 1, 15, 16, 17, 1024 * 1024 + 3]
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    block = hashlib.sha256(str(seed).encode()).digest()
+    return (block * (size // 32 + 1))[:size]
+
+
+@pytest.mark.parametrize("instruction_file", [False, True], ids=["metadata", "instruction-file"])
+@pytest.mark.parametrize("size", SIZES)
+def test_put_get_every_keyring(s3, bucket, keyring, instruction_file, size):
+    client = s3cse.EncryptionClient(s3, keyring=keyring, instruction_file_put=instruction_file)
+    data = payload(size)
+    client.put_object(Bucket=bucket, Key="obj", Body=data)
+    stored = s3.get_object(Bucket=bucket, Key="obj")
+    ciphertext = stored["Body"].read()
+    assert len(ciphertext) == size + 16
+    assert size < 16 or data[:16] not in ciphertext
+    response = client.get_object(Bucket=bucket, Key="obj")
+    assert response["ContentLength"] == size
+    assert response["Body"].read() == data
+    if instruction_file:
+        instr = s3.get_object(Bucket=bucket, Key="obj.instruction")
+        # S3 keeps the empty x-amz-crypto-instr-file marker; SeaweedFS drops empty values.
+        assert set(instr["Metadata"]) <= {"x-amz-crypto-instr-file"}
+        assert set(json.loads(instr["Body"].read())) == {"x-amz-3", "x-amz-w", "x-amz-m" if keyring.key_family != "kms" else "x-amz-t"}
+
+
+def test_v2_writes_and_reads(s3, bucket, kms_keyring):
+    writer = s3cse.EncryptionClient(s3, keyring=kms_keyring, commitment_policy="FORBID_ENCRYPT_ALLOW_DECRYPT")
+    writer.put_object(Bucket=bucket, Key="v2", Body=b"version two")
+    assert "x-amz-key-v2" in s3.head_object(Bucket=bucket, Key="v2")["Metadata"]
+    assert writer.get_object(Bucket=bucket, Key="v2")["Body"].read() == b"version two"
+    strict = s3cse.EncryptionClient(s3, keyring=kms_keyring)
+    with pytest.raises(s3cse.CommitmentPolicyError) as info:
+        strict.get_object(Bucket=bucket, Key="v2")
+    assert f"s3://{bucket}/v2" in str(info.value)
+
+
+def test_file_object_body_streams_and_user_metadata_is_kept(s3, bucket, aes_keyring, tmp_path):
+    path = tmp_path / "src.bin"
+    data = payload(3 * 1024 * 1024 + 5, seed=1)
+    path.write_bytes(data)
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    with open(path, "rb") as f:
+        client.put_object(
+            Bucket=bucket, Key="file", Body=f, Metadata={"owner": "alice"}, ContentType="text/csv",
+            Tagging="team=data",
+        )
+    head = s3.head_object(Bucket=bucket, Key="file")
+    assert head["Metadata"]["owner"] == "alice"
+    assert head["ContentType"] == "text/csv"
+    assert head["ContentLength"] == len(data) + 16
+    body = client.get_object(Bucket=bucket, Key="file")["Body"]
+    with body:
+        first = body.read(10)
+        rest = b"".join(body.iter_chunks(65536))
+    assert first + rest == data
+
+
+def test_unknown_length_body_is_spooled_as_ciphertext(s3, bucket, aes_keyring):
+    class Pipe(io.RawIOBase):
+        def __init__(self, data):
+            self._data = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+        def readinto(self, b):
+            chunk = self._data.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+    data = payload(2 * 1024 * 1024 + 1, seed=2)
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    client.put_object(Bucket=bucket, Key="pipe", Body=Pipe(data))
+    assert client.get_object(Bucket=bucket, Key="pipe")["Body"].read() == data
+
+
+def test_str_body_and_iter_lines(s3, bucket, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    client.put_object(Bucket=bucket, Key="lines", Body="one\ntwo\nthree")
+    assert list(client.get_object(Bucket=bucket, Key="lines")["Body"].iter_lines()) == [b"one", b"two", b"three"]
+
+
+def test_crypto_metadata_collision_is_refused(s3, bucket, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    with pytest.raises(s3cse.ConfigurationError, match="x-amz-iv"):
+        client.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"x-amz-iv": "mine"})
+    with pytest.raises(s3cse.ConfigurationError, match="ContentMD5"):
+        client.put_object(Bucket=bucket, Key="k", Body=b"x", ContentMD5="abc")
+
+
+def test_checksum_algorithm_covers_ciphertext(s3, bucket, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    client.put_object(Bucket=bucket, Key="crc", Body=b"checked", ChecksumAlgorithm="CRC32")
+    assert client.get_object(Bucket=bucket, Key="crc")["Body"].read() == b"checked"
+
+
+def test_sse_c_combined_with_client_side_encryption(s3, bucket, rsa_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=rsa_keyring)
+    sse = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64encode(os.urandom(32)).decode()}
+    sse["SSECustomerKey"] = base64.b64decode(sse["SSECustomerKey"])
+    client.put_object(Bucket=bucket, Key="ssec", Body=b"double locked", **sse)
+    with pytest.raises(ClientError):
+        client.get_object(Bucket=bucket, Key="ssec")
+    assert client.get_object(Bucket=bucket, Key="ssec", **sse)["Body"].read() == b"double locked"
+
+
+def test_sse_s3_and_instruction_file(s3, bucket, kms_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=kms_keyring)
+    client.put_object(Bucket=bucket, Key="sse", Body=b"x", ServerSideEncryption="AES256", InstructionFilePut=True)
+    assert client.get_object(Bucket=bucket, Key="sse")["Body"].read() == b"x"
+
+
+def test_wrong_encryption_context(s3, bucket, kms_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=kms_keyring)
+    client.put_object(Bucket=bucket, Key="ctx", Body=b"x", EncryptionContext={"tenant": "a"})
+    assert client.get_object(Bucket=bucket, Key="ctx", EncryptionContext={"tenant": "a"})["Body"].read() == b"x"
+    with pytest.raises(s3cse.EncryptionContextMismatchError, match="tenant"):
+        client.get_object(Bucket=bucket, Key="ctx", EncryptionContext={"tenant": "b"})
+
+
+def test_wrong_key(s3, bucket, kms, kms_keyring, other_kms_key_arn, aes_keyring):
+    s3cse.EncryptionClient(s3, keyring=kms_keyring).put_object(Bucket=bucket, Key="k", Body=b"x")
+    other = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring(other_kms_key_arn, kms_client=kms))
+    # Real KMS answers IncorrectKeyException (-> DataKeyUnwrapError, see the unit tests);
+    # moto answers AccessDeniedException, which passes through like any permission error.
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        other.get_object(Bucket=bucket, Key="k")
+    s3cse.EncryptionClient(s3, keyring=aes_keyring).put_object(Bucket=bucket, Key="a", Body=b"x")
+    wrong_aes = s3cse.EncryptionClient(s3, keyring=s3cse.AesKeyring(b"\x01" * 32))
+    with pytest.raises(s3cse.DataKeyUnwrapError, match=f"s3://{bucket}/a"):
+        wrong_aes.get_object(Bucket=bucket, Key="a")
+
+
+def test_kms_discovery_and_alias(s3, bucket, kms, kms_keyring):
+    s3cse.EncryptionClient(s3, keyring=kms_keyring).put_object(Bucket=bucket, Key="d", Body=b"x")
+    discovery = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring.discovery(kms))
+    assert discovery.get_object(Bucket=bucket, Key="d")["Body"].read() == b"x"
+    by_alias = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring("alias/s3cse-test", kms_client=kms))
+    by_alias.put_object(Bucket=bucket, Key="alias", Body=b"y")
+    assert discovery.get_object(Bucket=bucket, Key="alias")["Body"].read() == b"y"
+
+
+def test_plaintext_objects_in_a_mixed_bucket(s3, bucket, aes_keyring):
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"not encrypted")
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    with pytest.raises(s3cse.NotEncryptedError, match="allow_unencrypted_reads"):
+        client.get_object(Bucket=bucket, Key="plain")
+    lenient = s3cse.EncryptionClient(s3, keyring=aes_keyring, allow_unencrypted_reads=True)
+    assert lenient.get_object(Bucket=bucket, Key="plain")["Body"].read() == b"not encrypted"
+
+
+@pytest.mark.parametrize("buffer_size", [0, None], ids=["spooled", "in-memory"])
+def test_tampered_body_releases_no_plaintext(s3, bucket, aes_keyring, buffer_size):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring, buffer_size=buffer_size)
+    data = payload(300_000, seed=3)
+    client.put_object(Bucket=bucket, Key="t", Body=data)
+    stored = s3.get_object(Bucket=bucket, Key="t")
+    ciphertext = bytearray(stored["Body"].read())
+    ciphertext[1000] ^= 1
+    s3.put_object(Bucket=bucket, Key="t", Body=bytes(ciphertext), Metadata=stored["Metadata"])
+    with pytest.raises(s3cse.IntegrityError, match=f"s3://{bucket}/t"):
+        client.get_object(Bucket=bucket, Key="t")
+    s3.put_object(Bucket=bucket, Key="t", Body=bytes(ciphertext[:-1]), Metadata=stored["Metadata"])
+    with pytest.raises(s3cse.IntegrityError):
+        client.get_object(Bucket=bucket, Key="t")
+
+
+def test_spooled_authentication_for_objects_over_buffer_size(s3, bucket, kms_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=kms_keyring, buffer_size=1024)
+    data = payload(5 * 1024 * 1024 + 7, seed=4)
+    client.put_object(Bucket=bucket, Key="big", Body=data)
+    response = client.get_object(Bucket=bucket, Key="big")
+    assert response["ContentLength"] == len(data)
+    assert b"".join(response["Body"].iter_chunks(1 << 20)) == data
+
+
+def test_delayed_authentication_streams_then_raises(s3, bucket, aes_keyring):
+    with pytest.raises(s3cse.ConfigurationError, match="buffer_size"):
+        s3cse.EncryptionClient(s3, keyring=aes_keyring, enable_delayed_authentication=True, buffer_size=10)
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring, enable_delayed_authentication=True)
+    data = payload(3 * 1024 * 1024, seed=5)
+    client.put_object(Bucket=bucket, Key="late", Body=data)
+    assert client.get_object(Bucket=bucket, Key="late")["Body"].read() == data
+    stored = s3.get_object(Bucket=bucket, Key="late")
+    ciphertext = bytearray(stored["Body"].read())
+    ciphertext[-1] ^= 1
+    s3.put_object(Bucket=bucket, Key="late", Body=bytes(ciphertext), Metadata=stored["Metadata"])
+    body = client.get_object(Bucket=bucket, Key="late")["Body"]
+    first = body.read(1024 * 1024)
+    assert first == data[: len(first)]
+    with pytest.raises(s3cse.IntegrityError):
+        body.read()
+
+
+def test_ranged_get_needs_switch_and_matches_slices(s3, bucket, aes_keyring):
+    data = payload(100_000, seed=6)
+    s3cse.EncryptionClient(s3, keyring=aes_keyring).put_object(Bucket=bucket, Key="r", Body=data)
+    with pytest.raises(s3cse.RangeNotAllowedError, match="enable_legacy_unauthenticated_modes"):
+        s3cse.EncryptionClient(s3, keyring=aes_keyring).get_object(Bucket=bucket, Key="r", Range="bytes=0-9")
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring, enable_legacy_unauthenticated_modes=True)
+    for header, expected in [
+        ("bytes=0-9", data[0:10]),
+        ("bytes=17-50000", data[17:50001]),
+        ("bytes=99990-", data[99990:]),
+        ("bytes=-33", data[-33:]),
+        ("bytes=99999-200000", data[99999:]),
+    ]:
+        response = client.get_object(Bucket=bucket, Key="r", Range=header)
+        assert response["Body"].read() == expected, header
+        assert response["ContentLength"] == len(expected)
+    with pytest.raises(ClientError) as info:
+        client.get_object(Bucket=bucket, Key="r", Range="bytes=100000-")
+    assert info.value.response["Error"]["Code"] == "InvalidRange"
+
+
+def test_delete_removes_instruction_files(s3, bucket, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring, instruction_file_put=True)
+    for key in ("a", "b", "c"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    client.delete_object(Bucket=bucket, Key="a")
+    response = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "b"}, {"Key": "c"}]})
+    assert sorted(d["Key"] for d in response["Deleted"]) == ["b", "c"]
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_copy_keeps_copies_readable(s3, bucket, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    client.put_object(Bucket=bucket, Key="src", Body=b"copied", Metadata={"v": "1"})
+    client.put_object(Bucket=bucket, Key="isrc", Body=b"copied too", InstructionFilePut=True)
+    client.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"},
+                       MetadataDirective="REPLACE", Metadata={"v": "2"})
+    assert client.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"copied"
+    assert s3.head_object(Bucket=bucket, Key="dst")["Metadata"]["v"] == "2"
+    client.copy_object(Bucket=bucket, Key="idst", CopySource=f"{bucket}/isrc")
+    assert client.get_object(Bucket=bucket, Key="idst")["Body"].read() == b"copied too"
+    with pytest.raises(s3cse.ConfigurationError):
+        client.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"},
+                           MetadataDirective="REPLACE", Metadata={"x-amz-key-v2": "forged"})
+
+
+def test_unsafe_operations_name_the_alternative(s3, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    for name in ("upload_part_copy", "generate_presigned_post", "copy"):
+        with pytest.raises(s3cse.UnsafeOperationError, match="put_object|copy_object"):
+            getattr(client, name)
+    with pytest.raises(s3cse.UnsafeOperationError):
+        client.generate_presigned_url("put_object", Params={"Bucket": "b", "Key": "k"})
+    assert "Signature=" in client.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "k"})
+    assert client.list_buckets()["Buckets"] is not None  # pass-through
+
+
+def test_construction_errors(s3, aes_keyring):
+    with pytest.raises(s3cse.ConfigurationError, match="exactly one"):
+        s3cse.EncryptionClient(s3)
+    with pytest.raises(s3cse.ConfigurationError, match="exactly one"):
+        s3cse.EncryptionClient(s3, keyring=aes_keyring, cmm=s3cse.DefaultCryptoMaterialsManager(aes_keyring))
+    inner = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    with pytest.raises(s3cse.ConfigurationError, match="another EncryptionClient"):
+        s3cse.EncryptionClient(inner, keyring=aes_keyring)
+    with pytest.raises(s3cse.ConfigurationError, match="FORBID_ENCRYPT_ALLOW_DECRYPT"):
+        s3cse.EncryptionClient(s3, keyring=aes_keyring, encryption_algorithm=s3cse.AlgorithmSuite.AES_256_GCM_IV12_TAG16_NO_KDF)
+    cmm_client = s3cse.EncryptionClient(s3, cmm=s3cse.DefaultCryptoMaterialsManager(aes_keyring))
+    assert "AesKeyring" in repr(cmm_client) and "5a5a" not in repr(cmm_client)
+
+
+def test_download_file_leaves_nothing_on_failure(s3, bucket, aes_keyring, tmp_path):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    client.put_object(Bucket=bucket, Key="f", Body=b"file body")
+    target = tmp_path / "out.bin"
+    client.download_file(bucket, "f", str(target))
+    assert target.read_bytes() == b"file body"
+    stored = s3.get_object(Bucket=bucket, Key="f")
+    s3.put_object(Bucket=bucket, Key="f", Body=stored["Body"].read()[:-1], Metadata=stored["Metadata"])
+    target2 = tmp_path / "bad.bin"
+    with pytest.raises(s3cse.IntegrityError):
+        client.download_file(bucket, "f", str(target2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    src = tmp_path / "up.txt"
+    src.write_bytes(b"uploaded")
+    seen = []
+    client.upload_file(str(src), bucket, "up", Callback=seen.append)
+    assert client.get_object(Bucket=bucket, Key="up")["Body"].read() == b"uploaded"
+    assert sum(seen) == len(b"uploaded")
