@@ -373,7 +373,11 @@ class EncryptionClient:
                 ).at(bucket, key)
         try:
             user_metadata = self._check_user_metadata(kwargs.get("Metadata"))
-            source, length = _plaintext_source(kwargs.pop("Body", b""))
+            raw_body = kwargs.pop("Body", b"")
+            in_memory = raw_body is None or isinstance(
+                raw_body, bytes | bytearray | memoryview | str
+            )
+            source, length = _plaintext_source(raw_body)
             kwargs.pop("ContentLength", None)
             if length is not None and length > GCM_MAX_PLAINTEXT_LENGTH:
                 raise PlaintextTooLargeError(
@@ -390,7 +394,15 @@ class EncryptionClient:
         except S3CSEError as exc:
             raise exc.at(bucket, key) from None
         kwargs["Metadata"] = {**user_metadata, **encryptor.metadata}
-        if length is not None:
+        if in_memory and length is not None and length <= _CHUNK:
+            # Small in-memory bodies: encrypt once; botocore may read the body several
+            # times (checksum, payload signature, send), and bytes cost nothing to reread.
+            view = source.getbuffer()
+            kwargs["Body"] = encryptor.update(view) + encryptor.finalize()
+            view.release()
+            kwargs["ContentLength"] = length + _TAG
+            response = self._s3.put_object(**kwargs)
+        elif length is not None:
             kwargs["Body"] = _EncryptingReader(source, length, encryptor)
             kwargs["ContentLength"] = length + _TAG
             response = self._s3.put_object(**kwargs)
