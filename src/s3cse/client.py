@@ -374,9 +374,7 @@ class EncryptionClient:
         try:
             user_metadata = self._check_user_metadata(kwargs.get("Metadata"))
             raw_body = kwargs.pop("Body", b"")
-            in_memory = raw_body is None or isinstance(
-                raw_body, bytes | bytearray | memoryview | str
-            )
+            in_memory = raw_body is None or isinstance(raw_body, bytes | bytearray | str)
             source, length = _plaintext_source(raw_body)
             kwargs.pop("ContentLength", None)
             if length is not None and length > GCM_MAX_PLAINTEXT_LENGTH:
