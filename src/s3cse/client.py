@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from ._body import DecryptedBody
 from .core import metadata as md
-from .core.ciphers import plan_range
+from .core.ciphers import MultipartEncryptor, plan_range
 from .core.envelope import (
     CryptoConfig,
     MaterialsSource,
@@ -41,6 +41,7 @@ from .errors import (
     ConfigurationError,
     IntegrityError,
     MalformedMetadataError,
+    MultipartSequenceError,
     NotEncryptedError,
     PlaintextTooLargeError,
     RangeNotAllowedError,
@@ -99,7 +100,6 @@ _KEPT_ON_REWRITE = (
     "WebsiteRedirectLocation",
 )
 
-_NO_MULTIPART = "is not encrypted yet; use put_object or upload_file"
 _SAFE_ALTERNATIVE = {
     "upload_part_copy": (
         "copies raw bytes into a multipart upload outside the encryption stream; "
@@ -108,13 +108,18 @@ _SAFE_ALTERNATIVE = {
     "generate_presigned_post": "lets a browser upload plaintext; upload through put_object",
     "copy": "copies with UploadPartCopy and drops the crypto metadata; use copy_object",
     "select_object_content": "runs SQL on the server, which only has ciphertext; use get_object",
-    "create_multipart_upload": _NO_MULTIPART,
-    "upload_part": _NO_MULTIPART,
-    "complete_multipart_upload": _NO_MULTIPART,
 }
 _PLAINTEXT_PRESIGN = frozenset(
     {"put_object", "upload_part", "create_multipart_upload", "complete_multipart_upload"}
 )
+
+
+@dataclasses.dataclass
+class _MultipartState:
+    multipart: MultipartEncryptor
+    instruction: dict[str, str] | None
+    create_args: dict[str, Any]
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 @dataclasses.dataclass
@@ -309,6 +314,8 @@ class EncryptionClient:
         self._instruction_file_put = instruction_file_put
         self._suffix = instruction_file_suffix
         self._allow_unencrypted = allow_unencrypted_reads
+        self._uploads: dict[str, _MultipartState] = {}
+        self._uploads_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -359,28 +366,28 @@ class EncryptionClient:
             )
         return user
 
-    def put_object(self, **kwargs: Any) -> dict[str, Any]:
-        """Encrypt ``Body`` and store it; takes boto3's PutObject arguments plus
-        ``EncryptionContext`` (KMS) and ``InstructionFilePut``."""
-        bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
+    def _begin_upload(
+        self, bucket: Any, key: Any, args: Mapping[str, Any], length: int | None
+    ) -> tuple[ObjectEncryptor, dict[str, Any], dict[str, str] | None]:
+        """Start one object's encryption: returns (encryptor, S3 arguments carrying the crypto
+        metadata, instruction-file fields or None). ``args`` are the caller's S3 arguments."""
+        kwargs = dict(args)
+        kwargs.update(Bucket=bucket, Key=key)
         context = kwargs.pop("EncryptionContext", None)
         use_file = bool(kwargs.pop("InstructionFilePut", self._instruction_file_put))
-        for name in _PLAINTEXT_CHECKSUM_ARGS:
-            if name in kwargs:
-                raise ConfigurationError(
-                    f"{name} would describe the plaintext, but S3 receives ciphertext; drop it "
-                    "and pass ChecksumAlgorithm='CRC32' to have the ciphertext checked"
-                ).at(bucket, key)
+        kwargs.pop("ContentLength", None)
         try:
+            for name in _PLAINTEXT_CHECKSUM_ARGS:
+                if name in kwargs:
+                    raise ConfigurationError(
+                        f"{name} would describe the plaintext, but S3 receives ciphertext; drop "
+                        "it and pass ChecksumAlgorithm='CRC32' to have the ciphertext checked"
+                    )
             user_metadata = self._check_user_metadata(kwargs.get("Metadata"))
-            raw_body = kwargs.pop("Body", b"")
-            in_memory = raw_body is None or isinstance(raw_body, bytes | bytearray | str)
-            source, length = _plaintext_source(raw_body)
-            kwargs.pop("ContentLength", None)
             if length is not None and length > GCM_MAX_PLAINTEXT_LENGTH:
                 raise PlaintextTooLargeError(
                     f"the body is {length} bytes, over the AES-GCM limit of "
-                    f"{GCM_MAX_PLAINTEXT_LENGTH} bytes for one object"
+                    f"{GCM_MAX_PLAINTEXT_LENGTH} bytes (2^36 - 32) for one object"
                 )
             encryptor = begin_encryption(
                 self._cmm,
@@ -392,6 +399,19 @@ class EncryptionClient:
         except S3CSEError as exc:
             raise exc.at(bucket, key) from None
         kwargs["Metadata"] = {**user_metadata, **encryptor.metadata}
+        return encryptor, kwargs, encryptor.instruction_file
+
+    def put_object(self, **kwargs: Any) -> dict[str, Any]:
+        """Encrypt ``Body`` and store it; takes boto3's PutObject arguments plus
+        ``EncryptionContext`` (KMS) and ``InstructionFilePut``."""
+        bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
+        raw_body = kwargs.pop("Body", b"")
+        in_memory = raw_body is None or isinstance(raw_body, bytes | bytearray | str)
+        try:
+            source, length = _plaintext_source(raw_body)
+        except S3CSEError as exc:
+            raise exc.at(bucket, key) from None
+        encryptor, kwargs, instruction = self._begin_upload(bucket, key, kwargs, length)
         if in_memory and length is not None and length <= _CHUNK:
             # Small in-memory bodies: encrypt once; botocore may read the body several
             # times (checksum, payload signature, send), and bytes cost nothing to reread.
@@ -409,11 +429,85 @@ class EncryptionClient:
                 kwargs["Body"] = spool
                 kwargs["ContentLength"] = size
                 response = self._s3.put_object(**kwargs)
-        if encryptor.instruction_file is not None:
-            self._put_instruction_file(
-                bucket, f"{key}{md.INSTRUCTION_FILE_SUFFIX}", encryptor.instruction_file, kwargs
-            )
+        if instruction is not None:
+            self._put_instruction_file(bucket, key, instruction, kwargs)
         return dict(response)
+
+    # ------------------------------------------------------------ multipart API
+
+    def create_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+        """Start an encrypted multipart upload (crypto metadata goes on the upload).
+
+        Then send parts in order with :meth:`upload_part`, passing ``IsLastPart=True``
+        with the final one (it carries the tag), and :meth:`complete_multipart_upload`.
+        """
+        bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
+        encryptor, create_args, instruction = self._begin_upload(bucket, key, kwargs, None)
+        response = dict(self._s3.create_multipart_upload(**create_args))
+        with self._uploads_lock:
+            self._uploads[response["UploadId"]] = _MultipartState(
+                encryptor.multipart(), instruction, create_args
+            )
+        return response
+
+    def _upload_state(self, upload_id: str, bucket: Any, key: Any) -> _MultipartState:
+        with self._uploads_lock:
+            state = self._uploads.get(upload_id)
+        if state is None:
+            raise ConfigurationError(
+                f"upload {upload_id} was not started by this EncryptionClient; encrypted "
+                "multipart uploads must be created, continued and completed by one client"
+            ).at(bucket, key)
+        return state
+
+    def upload_part(self, **kwargs: Any) -> dict[str, Any]:
+        """Encrypt and upload the next part; ``IsLastPart=True`` marks the final one.
+
+        Parts must come in order (1, 2, 3, ...), each but the last a multiple of 16 bytes
+        (S3 also wants at least 5 MiB). botocore's retries resend the identical ciphertext.
+        """
+        bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
+        state = self._upload_state(kwargs["UploadId"], bucket, key)
+        last = bool(kwargs.pop("IsLastPart", False))
+        for name in _PLAINTEXT_CHECKSUM_ARGS:
+            if name in kwargs:
+                raise ConfigurationError(
+                    f"{name} would describe the plaintext part; use ChecksumAlgorithm instead"
+                ).at(bucket, key)
+        source, _ = _plaintext_source(kwargs.pop("Body", b""))
+        plaintext = source.read()
+        kwargs.pop("ContentLength", None)
+        with state.lock:
+            try:
+                kwargs["Body"] = state.multipart.encrypt_part(
+                    int(kwargs["PartNumber"]), plaintext, last=last
+                )
+            except S3CSEError as exc:
+                raise exc.at(bucket, key) from None
+        return dict(self._s3.upload_part(**kwargs))
+
+    def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+        """Complete the upload (refused if the part with the tag was never sent), then
+        write the instruction file if the upload uses one."""
+        bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
+        state = self._upload_state(kwargs["UploadId"], bucket, key)
+        if not state.multipart.finished:
+            raise MultipartSequenceError(
+                "the last part (upload_part(..., IsLastPart=True)) was never uploaded, so the "
+                "object would have no authentication tag; upload it or abort the upload"
+            ).at(bucket, key)
+        response = dict(self._s3.complete_multipart_upload(**kwargs))
+        with self._uploads_lock:
+            self._uploads.pop(kwargs["UploadId"], None)
+        if state.instruction is not None:
+            self._put_instruction_file(bucket, key, state.instruction, state.create_args)
+        return response
+
+    def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+        """Abort the upload and forget its encryption state."""
+        with self._uploads_lock:
+            self._uploads.pop(kwargs.get("UploadId", ""), None)
+        return dict(self._s3.abort_multipart_upload(**kwargs))
 
     @contextlib.contextmanager
     def _spool_ciphertext(
@@ -438,8 +532,14 @@ class EncryptionClient:
             yield spool, total + _TAG
 
     def _put_instruction_file(
-        self, bucket: Any, key: str, fields: Mapping[str, str], put_args: Mapping[str, Any]
+        self,
+        bucket: Any,
+        key: Any,
+        fields: Mapping[str, str],
+        put_args: Mapping[str, Any],
+        suffix: str = md.INSTRUCTION_FILE_SUFFIX,
     ) -> None:
+        """Write ``<key><suffix>``: the instruction file of object ``key``."""
         extra = {
             k: put_args[k]
             for k in ("ServerSideEncryption", "SSEKMSKeyId", "ExpectedBucketOwner", "RequestPayer")
@@ -447,7 +547,7 @@ class EncryptionClient:
         }
         self._s3.put_object(
             Bucket=bucket,
-            Key=key,
+            Key=f"{key}{suffix}",
             Body=md.encode_instruction_file(fields),
             Metadata=dict(md.INSTRUCTION_FILE_MARKER),
             ContentType="application/json",
@@ -765,7 +865,7 @@ class EncryptionClient:
             raise exc.at(Bucket, Key) from None
         if result.instruction_file is not None:
             suffix = instruction_file_suffix or md.INSTRUCTION_FILE_SUFFIX
-            self._put_instruction_file(Bucket, f"{Key}{suffix}", result.instruction_file, {})
+            self._put_instruction_file(Bucket, Key, result.instruction_file, {}, suffix)
             return "rotated"
         user = {k: v for k, v in metadata.items() if k not in md.crypto_metadata_keys()}
         copy_args: dict[str, Any] = {
@@ -858,7 +958,7 @@ class EncryptionClient:
             for item in page.get("Contents", []):
                 yield item["Key"]
 
-    # ------------------------------------------------------------ simple transfers
+    # ------------------------------------------------------------ managed transfers
 
     def upload_fileobj(
         self,
@@ -869,9 +969,13 @@ class EncryptionClient:
         Callback: Callable[[int], Any] | None = None,
         Config: Any = None,
     ) -> None:
-        """Encrypt a file object and upload it (boto3's signature)."""
-        source = _CountingReader(Fileobj, Callback) if Callback is not None else Fileobj
-        self.put_object(Bucket=Bucket, Key=Key, Body=source, **dict(ExtraArgs or {}))
+        """Encrypt a readable file object and upload it (boto3's signature): one put below
+        ``Config.multipart_threshold``, else parallel multipart, aborted on any failure."""
+        from . import transfer
+
+        transfer.upload(
+            self, Fileobj, Bucket, Key, extra_args=ExtraArgs, callback=Callback, config=Config
+        )
 
     def upload_file(
         self,
@@ -895,13 +999,23 @@ class EncryptionClient:
         Callback: Callable[[int], Any] | None = None,
         Config: Any = None,
     ) -> None:
-        """Download, verify and decrypt into a writable file object (boto3's signature)."""
-        response = self.get_object(Bucket=Bucket, Key=Key, **dict(ExtraArgs or {}))
-        with response["Body"] as body:
-            for chunk in body.iter_chunks(_CHUNK):
-                Fileobj.write(chunk)
-                if Callback is not None:
-                    Callback(len(chunk))
+        """Download, verify and decrypt into a writable file object (boto3's signature).
+
+        ``Fileobj`` receives only verified plaintext: the ciphertext is fetched with
+        parallel ranged GETs into a temporary spool and authenticated first (unless the
+        client uses delayed authentication)."""
+        from . import transfer
+
+        transfer.download(
+            self,
+            Bucket,
+            Key,
+            Fileobj,
+            extra_args=ExtraArgs,
+            callback=Callback,
+            config=Config,
+            sink_is_private=False,
+        )
 
     def download_file(
         self,
@@ -912,54 +1026,47 @@ class EncryptionClient:
         Callback: Callable[[int], Any] | None = None,
         Config: Any = None,
     ) -> None:
-        """Download to ``Filename``: written beside it under a temporary name and renamed
-        only after the object verified, so a failure leaves no partial file."""
+        """Download to ``Filename``: decrypted into a temporary file beside it and renamed
+        only after the tag verified, so a failure leaves no partial file."""
+        from . import transfer
+
         directory = os.path.dirname(os.path.abspath(Filename))
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".s3cse-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
-                self.download_fileobj(Bucket, Key, f, ExtraArgs, Callback, Config)
+                transfer.download(
+                    self,
+                    Bucket,
+                    Key,
+                    f,
+                    extra_args=ExtraArgs,
+                    callback=Callback,
+                    config=Config,
+                    sink_is_private=True,
+                )
             os.replace(temporary, Filename)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
 
-
-class _CountingReader:
-    """Reports plaintext progress to a boto3-style Callback: each byte once, even when
-    botocore rewinds the body for a retry or a checksum pass."""
-
-    def __init__(self, source: Any, callback: Callable[[int], Any]):
-        self._source = source
-        self._callback = callback
-        self._position = 0
-        self._reported = 0
-        self._start = 0
-        with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
-            self._start = int(source.tell())
-
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self._source.read(size)
-        self._position += len(data)
-        if self._position > self._reported:
-            self._callback(self._position - self._reported)
-            self._reported = self._position
-        return data
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        position: int = self._source.seek(offset, whence)
-        self._position = position - self._start
-        return position
-
-    def tell(self) -> int:
-        return int(self._source.tell())
-
-    def seekable(self) -> bool:
-        return bool(getattr(self._source, "seekable", lambda: False)())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._source, name)
+    def _begin_download(
+        self, bucket: str, key: str, args: Mapping[str, Any], context: Mapping[str, str] | None
+    ) -> tuple[dict[str, Any], ObjectDecryptor]:
+        """HEAD the object, load its metadata and unwrap its key: (head response, decryptor)."""
+        head = dict(
+            self._s3.head_object(
+                Bucket=bucket, Key=key, **{k: v for k, v in args.items() if k in _HEAD_ARGS}
+            )
+        )
+        suffix = args.get("InstructionFileSuffix", self._suffix)
+        try:
+            content = self._content_metadata(bucket, key, head.get("Metadata", {}), suffix, args)
+            return head, begin_decryption(
+                self._cmm, content, self._config, encryption_context=context
+            )
+        except S3CSEError as exc:
+            raise exc.at(bucket, key) from None
 
 
 # ---------------------------------------------------------------- decryption pumps

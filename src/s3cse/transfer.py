@@ -1,0 +1,381 @@
+"""Big objects: parallel multipart uploads and parallel ranged downloads, bounded memory.
+
+Encryption is one GCM stream, so it runs sequentially in the calling thread, ahead
+of the network; the parts it produces are uploaded by a pool of threads. At most
+``max_concurrency`` encrypted parts exist at once, so memory is bounded by
+``max_concurrency x multipart_chunksize`` whatever the object's size.
+
+Downloads fetch ciphertext with concurrent ranged GETs (pinned to the object's ETag)
+and feed it to the decryptor in order; at most ``max_concurrency`` ranges are held.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .core.envelope import ObjectDecryptor
+from .core.suites import GCM_MAX_PLAINTEXT_LENGTH
+from .errors import ConfigurationError, IntegrityError, PlaintextTooLargeError, S3CSEError
+
+if TYPE_CHECKING:
+    from .client import EncryptionClient
+
+__all__ = ["TransferSettings", "download", "upload"]
+
+log = logging.getLogger(__name__)
+
+_MiB = 1024 * 1024
+#: S3 refuses parts (but the last) below 5 MiB.
+_MIN_PART = 5 * _MiB
+_MAX_PARTS = 10_000
+
+
+class TransferSettings:
+    """The parts of boto3's ``TransferConfig`` s3cse uses, with boto3's defaults."""
+
+    def __init__(self, config: Any = None):
+        self.multipart_threshold = int(getattr(config, "multipart_threshold", 8 * _MiB))
+        self.multipart_chunksize = int(getattr(config, "multipart_chunksize", 8 * _MiB))
+        self.max_concurrency = max(1, int(getattr(config, "max_concurrency", 10)))
+        if getattr(config, "use_threads", True) is False:
+            self.max_concurrency = 1
+        if self.multipart_threshold < 0 or self.multipart_chunksize <= 0:
+            raise ConfigurationError("multipart_threshold and multipart_chunksize must be positive")
+
+    def part_size(self, length: int | None) -> int:
+        """Upload part size: the configured one, a multiple of 16, at least 5 MiB, and
+        large enough that a known length fits in 10,000 parts."""
+        size = max(self.multipart_chunksize, _MIN_PART)
+        if length is not None:
+            size = max(size, -(-length // _MAX_PARTS))
+        return -(-size // 16) * 16
+
+
+# ---------------------------------------------------------------- upload
+
+
+def _read_exactly(source: Any, size: int) -> bytes:
+    parts = []
+    remaining = size
+    while remaining:
+        data = source.read(remaining)
+        if not data:
+            break
+        parts.append(data)
+        remaining -= len(data)
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def _plaintext_parts(source: Any, part_size: int) -> Iterator[tuple[int, bytes, bool]]:
+    """Yield (part number, plaintext, is_last), reading one part ahead to know the last."""
+    current = _read_exactly(source, part_size)
+    number = 1
+    while True:
+        following = _read_exactly(source, part_size) if len(current) == part_size else b""
+        last = not following
+        yield number, current, last
+        if last:
+            return
+        current, number = following, number + 1
+
+
+def upload(
+    client: EncryptionClient,
+    source: Any,
+    bucket: str,
+    key: str,
+    *,
+    extra_args: Mapping[str, Any] | None,
+    callback: Callable[[int], Any] | None,
+    config: Any,
+) -> None:
+    """Encrypt ``source`` (a readable binary file object) and upload it to ``bucket/key``."""
+    settings = TransferSettings(config)
+    extra = dict(extra_args or {})
+    length = _remaining_length(source)
+    if length is not None and length > GCM_MAX_PLAINTEXT_LENGTH:
+        raise PlaintextTooLargeError(
+            f"the file is {length} bytes, over the AES-GCM limit of {GCM_MAX_PLAINTEXT_LENGTH} "
+            "bytes (2^36 - 32) for one object; split it into several objects"
+        ).at(bucket, key)
+    if length is not None and length < settings.multipart_threshold:
+        body = _ProgressReader(source, callback) if callback else source
+        client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+        return
+    _multipart_upload(client, source, bucket, key, length, extra, callback, settings)
+
+
+def _remaining_length(source: Any) -> int | None:
+    try:
+        if source.seekable():
+            start = source.tell()
+            end = source.seek(0, os.SEEK_END)
+            source.seek(start)
+            return int(end - start)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+def _multipart_upload(
+    client: EncryptionClient,
+    source: Any,
+    bucket: str,
+    key: str,
+    length: int | None,
+    extra: dict[str, Any],
+    callback: Callable[[int], Any] | None,
+    settings: TransferSettings,
+) -> None:
+    encryptor, create_args, instruction = client._begin_upload(bucket, key, extra, length)
+    s3 = client.s3_client
+    upload_id = s3.create_multipart_upload(**create_args)["UploadId"]
+    part_args = {
+        k: create_args[k]
+        for k in (
+            "SSECustomerAlgorithm",
+            "SSECustomerKey",
+            "SSECustomerKeyMD5",
+            "RequestPayer",
+            "ExpectedBucketOwner",
+            "ChecksumAlgorithm",
+        )
+        if k in create_args
+    }
+    multipart = encryptor.multipart()
+    slots = threading.BoundedSemaphore(settings.max_concurrency)
+    done_parts: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def send(number: int, ciphertext: bytes, plaintext_size: int) -> None:
+        try:
+            response = s3.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=ciphertext,
+                **part_args,
+            )
+            entry = {"PartNumber": number, "ETag": response["ETag"]}
+            for name in ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256"):
+                if response.get(name):
+                    entry[name] = response[name]
+            with lock:
+                done_parts.append(entry)
+            if callback is not None:
+                callback(plaintext_size)
+        finally:
+            slots.release()
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(settings.max_concurrency) as pool:
+            futures = []
+            total = 0
+            for number, plaintext, last in _plaintext_parts(source, settings.part_size(length)):
+                total += len(plaintext)
+                if total > GCM_MAX_PLAINTEXT_LENGTH:
+                    raise PlaintextTooLargeError(
+                        f"the stream exceeded the AES-GCM limit of {GCM_MAX_PLAINTEXT_LENGTH} "
+                        "bytes for one object"
+                    )
+                ciphertext = multipart.encrypt_part(number, plaintext, last=last)
+                slots.acquire()
+                futures.append(pool.submit(send, number, ciphertext, len(plaintext)))
+                del ciphertext, plaintext
+                for future in [f for f in futures if f.done()]:
+                    future.result()  # surface a failed part early
+            for future in futures:
+                future.result()
+        done_parts.sort(key=lambda p: p["PartNumber"])
+        complete_args = {
+            k: v
+            for k, v in part_args.items()
+            if k
+            in (
+                "RequestPayer",
+                "ExpectedBucketOwner",
+                "SSECustomerAlgorithm",
+                "SSECustomerKey",
+                "SSECustomerKeyMD5",
+            )
+        }
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": done_parts},
+            **complete_args,
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
+    if instruction is not None:
+        client._put_instruction_file(bucket, key, instruction, extra)
+
+
+class _ProgressReader:
+    """Counts plaintext bytes for a boto3-style Callback, each byte once across rewinds."""
+
+    def __init__(self, source: Any, callback: Callable[[int], Any]):
+        self._source = source
+        self._callback = callback
+        self._position = 0
+        self._reported = 0
+        self._start = 0
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            self._start = int(source.tell())
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._source.read(size)
+        self._position += len(data)
+        if self._position > self._reported:
+            self._callback(self._position - self._reported)
+            self._reported = self._position
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = int(self._source.seek(offset, whence))
+        self._position = position - self._start
+        return position
+
+    def tell(self) -> int:
+        return int(self._source.tell())
+
+    def seekable(self) -> bool:
+        return bool(getattr(self._source, "seekable", lambda: False)())
+
+
+# ---------------------------------------------------------------- download
+
+
+def download(
+    client: EncryptionClient,
+    bucket: str,
+    key: str,
+    sink: Any,
+    *,
+    extra_args: Mapping[str, Any] | None,
+    callback: Callable[[int], Any] | None,
+    config: Any,
+    sink_is_private: bool,
+) -> None:
+    """Download, verify and decrypt ``bucket/key`` into the writable ``sink``.
+
+    ``sink_is_private`` says that ``sink`` is a temporary file nobody reads before the
+    transfer succeeded (download_file); then plaintext is written as it decrypts and
+    verified at the end. Otherwise (and unless delayed authentication was chosen) the
+    ciphertext is spooled and verified first, so ``sink`` sees only verified plaintext.
+    """
+    settings = TransferSettings(config)
+    extra = dict(extra_args or {})
+    context = extra.pop("EncryptionContext", None)
+    head, decryptor = client._begin_download(bucket, key, extra, context)
+    size = int(head["ContentLength"])
+    etag = head.get("ETag")
+    chunks = _ciphertext_chunks(client, bucket, key, size, etag, extra, settings)
+    try:
+        if sink_is_private or client._delayed:
+            _decrypt_to(sink, chunks, decryptor, callback)
+            return
+        with tempfile.TemporaryFile() as spool:
+            verifier = decryptor.fresh()
+            scratch = bytearray(settings.part_size(None) + 64)
+            for chunk in chunks:
+                spool.write(chunk)
+                if len(chunk) + 32 > len(scratch):
+                    scratch = bytearray(len(chunk) + 64)
+                verifier.update_into(chunk, scratch)
+            verifier.finalize()
+            spool.seek(0)
+            _decrypt_to(sink, iter(lambda: spool.read(_MiB), b""), decryptor, callback)
+    except S3CSEError as exc:
+        raise exc.at(bucket, key) from None
+
+
+def _decrypt_to(
+    sink: Any,
+    chunks: Iterator[bytes],
+    decryptor: ObjectDecryptor,
+    callback: Callable[[int], Any] | None,
+) -> None:
+    out = bytearray(8 * _MiB + 64)
+    for chunk in chunks:
+        if len(chunk) + 32 > len(out):
+            out = bytearray(len(chunk) + 64)
+        n = decryptor.update_into(chunk, out)
+        if n:
+            sink.write(memoryview(out)[:n])
+            if callback is not None:
+                callback(n)
+    last = decryptor.finalize()
+    if last:
+        sink.write(last)
+        if callback is not None:
+            callback(len(last))
+
+
+def _ciphertext_chunks(
+    client: EncryptionClient,
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str | None,
+    extra: Mapping[str, Any],
+    settings: TransferSettings,
+) -> Iterator[bytes]:
+    """Yield the object's ciphertext in order, fetched by concurrent ranged GETs."""
+    s3 = client.s3_client
+    get_args = {
+        k: v
+        for k, v in extra.items()
+        if k
+        in (
+            "VersionId",
+            "SSECustomerAlgorithm",
+            "SSECustomerKey",
+            "SSECustomerKeyMD5",
+            "RequestPayer",
+            "ExpectedBucketOwner",
+        )
+    }
+    if etag:
+        get_args["IfMatch"] = etag
+    chunk = max(settings.multipart_chunksize, _MiB)
+    ranges = [(start, min(start + chunk, size) - 1) for start in range(0, size, chunk)]
+    if not ranges:
+        return
+
+    def fetch(first: int, last: int) -> bytes:
+        response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **get_args)
+        with contextlib.closing(response["Body"]) as body:
+            data: bytes = body.read()
+        if len(data) != last - first + 1:
+            raise IntegrityError(
+                f"ranged read of bytes {first}-{last} returned {len(data)} bytes: the object "
+                "changed or the connection was cut"
+            )
+        return data
+
+    with concurrent.futures.ThreadPoolExecutor(settings.max_concurrency) as pool:
+        window: dict[int, concurrent.futures.Future[bytes]] = {}
+        next_submit = 0
+        try:
+            for index in range(len(ranges)):
+                while next_submit < len(ranges) and next_submit < index + settings.max_concurrency:
+                    window[next_submit] = pool.submit(fetch, *ranges[next_submit])
+                    next_submit += 1
+                data = window.pop(index).result()
+                yield data
+                del data
+        finally:
+            for future in window.values():
+                future.cancel()
