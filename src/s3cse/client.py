@@ -49,7 +49,7 @@ from .errors import (
     UnsafeOperationError,
 )
 
-__all__ = ["DEFAULT_BUFFER_SIZE", "EncryptionClient", "ReencryptSummary"]
+__all__ = ["DEFAULT_BUFFER_SIZE", "EncryptionClient", "ReencryptSummary", "read_content_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,44 @@ def _plaintext_source(body: Any) -> tuple[Any, int | None]:
     except (AttributeError, OSError, io.UnsupportedOperation):
         pass
     return body, None
+
+
+def _load_instruction_file(
+    s3: Any, bucket: str, key: str, suffix: str, args: Mapping[str, Any]
+) -> dict[str, str] | None:
+    extra = {k: v for k, v in args.items() if k in ("ExpectedBucketOwner", "RequestPayer")}
+    try:
+        response = s3.get_object(Bucket=bucket, Key=f"{key}{suffix}", **extra)
+    except ClientError as exc:
+        if _is_not_found(exc):
+            return None
+        raise
+    with contextlib.closing(response["Body"]):
+        return md.decode_instruction_file(response["Body"].read(64 * 1024 + 1))
+
+
+def read_content_metadata(
+    s3: Any,
+    bucket: str,
+    key: str,
+    metadata: Mapping[str, str],
+    suffix: str = md.INSTRUCTION_FILE_SUFFIX,
+    args: Mapping[str, Any] | None = None,
+) -> md.ContentMetadata:
+    """Parse an object's crypto metadata from its S3 ``metadata``, fetching its
+    instruction file when the metadata says so. Needs no key."""
+    try:
+        instruction = None
+        if md.needs_instruction_file(metadata):
+            instruction = _load_instruction_file(s3, bucket, key, suffix, args or {})
+            if instruction is None and md.has_crypto_metadata(metadata):
+                raise MalformedMetadataError(
+                    f"the object's metadata points to an instruction file, but {key}{suffix} "
+                    "does not exist"
+                )
+        return md.parse_metadata(metadata, instruction)
+    except S3CSEError as exc:
+        raise exc.at(bucket, key) from None
 
 
 def _close_quietly(body: Any) -> None:
@@ -556,19 +594,6 @@ class EncryptionClient:
 
     # ------------------------------------------------------------ get
 
-    def _load_instruction_file(
-        self, bucket: str, key: str, suffix: str, sse_args: Mapping[str, Any]
-    ) -> dict[str, str] | None:
-        extra = {k: v for k, v in sse_args.items() if k in ("ExpectedBucketOwner", "RequestPayer")}
-        try:
-            response = self._s3.get_object(Bucket=bucket, Key=f"{key}{suffix}", **extra)
-        except ClientError as exc:
-            if _is_not_found(exc):
-                return None
-            raise
-        with contextlib.closing(response["Body"]):
-            return md.decode_instruction_file(response["Body"].read(64 * 1024 + 1))
-
     def _content_metadata(
         self,
         bucket: str,
@@ -577,26 +602,15 @@ class EncryptionClient:
         suffix: str,
         args: Mapping[str, Any],
     ) -> md.ContentMetadata:
-        instruction = None
-        if md.needs_instruction_file(metadata):
-            instruction = self._load_instruction_file(bucket, key, suffix, args)
-            if instruction is None and md.has_crypto_metadata(metadata):
-                raise MalformedMetadataError(
-                    f"the object's metadata points to an instruction file, but {key}{suffix} "
-                    "does not exist"
-                )
-        return md.parse_metadata(metadata, instruction)
+        return read_content_metadata(self._s3, bucket, key, metadata, suffix, args)
 
     def head_encryption(self, **kwargs: Any) -> md.ContentMetadata:
         """Parse an object's crypto metadata (no key needed): for ``inspect`` and ``ls``."""
         suffix = kwargs.pop("InstructionFileSuffix", self._suffix)
         head = self._s3.head_object(**{k: v for k, v in kwargs.items() if k in _HEAD_ARGS})
-        try:
-            return self._content_metadata(
-                kwargs["Bucket"], kwargs["Key"], head.get("Metadata", {}), suffix, kwargs
-            )
-        except S3CSEError as exc:
-            raise exc.at(kwargs["Bucket"], kwargs["Key"]) from None
+        return read_content_metadata(
+            self._s3, kwargs["Bucket"], kwargs["Key"], head.get("Metadata", {}), suffix, kwargs
+        )
 
     def get_object(self, **kwargs: Any) -> dict[str, Any]:
         """Fetch and decrypt; the response has boto3's shape with a plaintext ``Body``.

@@ -25,7 +25,17 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["LocalServers", "ServerProcess", "local_servers", "start_kms", "start_s3"]
+__all__ = [
+    "LocalServers",
+    "ServerProcess",
+    "data_home",
+    "local_servers",
+    "running_servers",
+    "start_background",
+    "start_kms",
+    "start_s3",
+    "stop_background",
+]
 
 #: Credentials the local servers accept (SeaweedFS is started with these in its S3 config).
 ACCESS_KEY = "s3cse-local"
@@ -203,6 +213,7 @@ class LocalServers:
 
     s3: ServerProcess
     kms: ServerProcess
+    kms_key_id: str | None = None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -213,6 +224,7 @@ class LocalServers:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_ENDPOINT_URL_S3": self.s3.endpoint,
             "AWS_ENDPOINT_URL_KMS": self.kms.endpoint,
+            **({"S3CSE_KMS_KEY_ID": self.kms_key_id} if self.kms_key_id else {}),
         }
 
     def s3_client(self, **config: Any) -> Any:
@@ -259,3 +271,92 @@ def local_servers(directory: str | os.PathLike[str]) -> Iterator[LocalServers]:
         yield servers
     finally:
         servers.stop()
+
+
+# ---------------------------------------------------------------- background servers (s3cse local)
+
+#: The alias of the KMS key ``s3cse local start`` creates.
+LOCAL_KMS_ALIAS = "alias/s3cse-local"
+
+
+def data_home() -> Path:
+    """Where s3cse keeps local state: ``$S3CSE_HOME``, else ``$XDG_DATA_HOME/s3cse``,
+    else ``~/.local/share/s3cse``."""
+    if os.environ.get("S3CSE_HOME"):
+        return Path(os.environ["S3CSE_HOME"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "s3cse"
+
+
+def _state_file(home: Path) -> Path:
+    return home / "local" / "servers.json"
+
+
+def running_servers(home: Path | None = None) -> LocalServers | None:
+    """The background servers recorded under ``home``, if both are still alive."""
+    state = _state_file(home or data_home())
+    try:
+        data = json.loads(state.read_text())
+        servers = LocalServers(
+            ServerProcess(**data["s3"]), ServerProcess(**data["kms"]), data.get("kms_key_id")
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if servers.s3.alive() and servers.kms.alive():
+        return servers
+    return None
+
+
+def start_background(home: Path | None = None) -> tuple[LocalServers, bool]:
+    """Start the servers in the background (or find them running): (servers, started)."""
+    home = home or data_home()
+    found = running_servers(home)
+    if found is not None:
+        return found, False
+    stop_background(home)  # a half-dead pair from an earlier run
+    root = home / "local"
+    root.mkdir(parents=True, exist_ok=True)
+    s3 = start_s3(root / "s3")
+    try:
+        kms = start_kms(root / "kms")
+    except BaseException:
+        s3.stop()
+        raise
+    servers = LocalServers(s3, kms)
+    try:
+        client = servers.kms_client()
+        arn = client.create_key(Description="s3cse local default key")["KeyMetadata"]["Arn"]
+        client.create_alias(AliasName=LOCAL_KMS_ALIAS, TargetKeyId=arn)
+        servers.kms_key_id = LOCAL_KMS_ALIAS
+    except BaseException:
+        servers.stop()
+        raise
+    _state_file(home).write_text(
+        json.dumps(
+            {
+                "s3": dataclasses.asdict(s3),
+                "kms": dataclasses.asdict(kms),
+                "kms_key_id": servers.kms_key_id,
+            }
+        )
+    )
+    return servers, True
+
+
+def stop_background(home: Path | None = None) -> bool:
+    """Stop the background servers recorded under ``home``; True if any was running."""
+    state = _state_file(home or data_home())
+    try:
+        data = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    stopped = False
+    for name in ("s3", "kms"):
+        with contextlib.suppress(KeyError, TypeError):
+            server = ServerProcess(**data[name])
+            if server.alive():
+                server.stop()
+                stopped = True
+    with contextlib.suppress(OSError):
+        state.unlink()
+    return stopped

@@ -1,0 +1,5 @@
+"""The ``s3cse`` command line."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,180 @@
+"""Key files for the CLI: making them, reading them, and turning options into keyrings."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import stat
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
+from ..errors import ConfigurationError, InvalidKeyError
+
+__all__ = [
+    "KeyOptions",
+    "build_keyrings",
+    "read_aes_key",
+    "write_aes_key",
+    "write_rsa_key_pair",
+]
+
+
+class KeyFileWarning(UserWarning):
+    """A key file others can read."""
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 from the start (never briefly world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def write_aes_key(path: str | os.PathLike[str]) -> None:
+    """Write 32 random bytes to a new file with mode 0600."""
+    _write_private(Path(path), os.urandom(32))
+
+
+def write_rsa_key_pair(
+    private_path: str | os.PathLike[str], public_path: str | os.PathLike[str], bits: int = 3072
+) -> None:
+    """Write a new RSA key pair: private key PKCS#8 PEM (0600), public key PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if bits < 2048:
+        raise ConfigurationError("RSA keys must be at least 2048 bits")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    _write_private(
+        Path(private_path),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    Path(public_path).write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _read_secret_file(path: str | os.PathLike[str], what: str) -> bytes:
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InvalidKeyError(f"cannot read {what} {p}: {exc.strerror}") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.warn(
+            f"{what} {p} is readable by other users; restrict it with: chmod 600 {p}",
+            KeyFileWarning,
+            stacklevel=2,
+        )
+    return data
+
+
+def read_aes_key(path: str | os.PathLike[str]) -> bytes:
+    """Read an AES key file: 16/24/32 raw bytes, or the same in base64 (one line)."""
+    data = _read_secret_file(path, "AES key file")
+    if len(data) in (16, 24, 32):
+        return data
+    text = data.strip()
+    try:
+        decoded = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(decoded) in (16, 24, 32):
+        return decoded
+    raise InvalidKeyError(
+        f"{path} is not an AES key: expected 32 raw bytes (as `s3cse keygen aes` writes) or "
+        f"the same in base64, found {len(data)} bytes"
+    )
+
+
+class KeyOptions:
+    """The key options every command shares, parsed."""
+
+    def __init__(
+        self,
+        *,
+        kms_key_ids: Sequence[str] = (),
+        aes_keys: Sequence[str] = (),
+        rsa_private_keys: Sequence[str] = (),
+        rsa_public_keys: Sequence[str] = (),
+        matdesc: str | None = None,
+        kms_client: Any = None,
+    ):
+        self.kms_key_ids = list(kms_key_ids)
+        self.aes_keys = list(aes_keys)
+        self.rsa_private_keys = list(rsa_private_keys)
+        self.rsa_public_keys = list(rsa_public_keys)
+        self.material_description = parse_json_map(matdesc, "--matdesc")
+        self.kms_client = kms_client
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.kms_key_ids or self.aes_keys or self.rsa_private_keys or self.rsa_public_keys
+        )
+
+    def keyrings(self) -> list[Keyring]:
+        """One keyring per key given, in a fixed order: KMS, AES, RSA private, RSA public."""
+        rings: list[Keyring] = [KmsKeyring(k, kms_client=self.kms_client) for k in self.kms_key_ids]
+        rings += [AesKeyring(read_aes_key(p), self.material_description) for p in self.aes_keys]
+        for p in self.rsa_private_keys:
+            rings.append(
+                RsaKeyring(
+                    private_key=_read_secret_file(p, "RSA private key file"),
+                    material_description=self.material_description,
+                )
+            )
+        for p in self.rsa_public_keys:
+            try:
+                data = Path(p).read_bytes()
+            except OSError as exc:
+                raise InvalidKeyError(
+                    f"cannot read RSA public key file {p}: {exc.strerror}"
+                ) from None
+            rings.append(
+                RsaKeyring(public_key=data, material_description=self.material_description)
+            )
+        return rings
+
+
+def build_keyrings(options: KeyOptions, *, discovery_kms: bool = False) -> Keyring | None:
+    """The keyring for these options: the first key writes, every key reads.
+
+    With no key given, ``discovery_kms`` yields a KMS discovery keyring (decrypt only).
+    """
+    rings = options.keyrings()
+    if not rings:
+        return KmsKeyring.discovery(options.kms_client) if discovery_kms else None
+    if len(rings) == 1:
+        return rings[0]
+    return MultiKeyring(generator=rings[0], children=rings[1:])
+
+
+def parse_json_map(value: str | None, option: str) -> dict[str, str]:
+    """Parse a JSON object of strings given on the command line."""
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ConfigurationError(
+            f'{option} must be a JSON object, e.g. \'{{"kid": "1"}}\''
+        ) from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+    ):
+        raise ConfigurationError(f"{option} must be a JSON object of strings")
+    return parsed
