@@ -83,16 +83,15 @@ def _read_secret_file(path: str | os.PathLike[str], what: str) -> bytes:
 
 
 def read_aes_key(path: str | os.PathLike[str]) -> bytes:
-    """Read an AES key file: 16/24/32 raw bytes, or the same in base64 (one line)."""
+    """Read an AES-256 key file: 32 raw bytes, or the same in base64 (one line)."""
     data = _read_secret_file(path, "AES key file")
-    if len(data) in (16, 24, 32):
+    if len(data) == 32:
         return data
-    text = data.strip()
     try:
-        decoded = base64.b64decode(text, validate=True)
+        decoded = base64.b64decode(data.strip(), validate=True)
     except (binascii.Error, ValueError):
         decoded = b""
-    if len(decoded) in (16, 24, 32):
+    if len(decoded) == 32:
         return decoded
     raise InvalidKeyError(
         f"{path} is not an AES key: expected 32 raw bytes (as `s3cse keygen aes` writes) or "

@@ -1,0 +1,5 @@
+"""``python -m s3cse``: the command line."""
+
+from .cli import main
+
+main()
