@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,12 +13,12 @@ import pytest
 import s3cse
 from s3cse.local import LocalServers, local_servers
 
-_bucket_numbers = itertools.count()
-
-
 @pytest.fixture(scope="session")
 def servers() -> Iterator[LocalServers]:
-    with tempfile.TemporaryDirectory(prefix="s3cse-test-") as root, local_servers(root) as srv:
+    keep = os.environ.get("S3CSE_TEST_SERVER_DIR")  # keep server data and logs for a post-mortem
+    with (
+        contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="s3cse-test-")
+    ) as root, local_servers(root) as srv:
         saved = {k: os.environ.get(k) for k in srv.environment}
         os.environ.update(srv.environment)
         try:
@@ -41,11 +41,26 @@ def kms(servers: LocalServers) -> Any:
     return servers.kms_client()
 
 
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"test-{os.getpid()}-{next(_bucket_numbers)}"
+@pytest.fixture(scope="module")
+def _module_bucket(s3: Any, request: pytest.FixtureRequest) -> str:
+    name = f"t{os.getpid()}-{request.module.__name__.rsplit('.', 1)[-1].replace('_', '-')}"[:63]
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def bucket(s3: Any, _module_bucket: str) -> Iterator[str]:
+    """An empty bucket: one per test module, emptied after each test. (SeaweedFS gives
+    every bucket volumes of its own, so a bucket per test would be slow; and it keeps
+    "directories" of deleted keys, so modules do not share one.)"""
+    yield _module_bucket
+    for upload in s3.list_multipart_uploads(Bucket=_module_bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=_module_bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=_module_bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=_module_bucket, Delete={"Objects": keys, "Quiet": True})
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,31 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def _port_in_use(port: int) -> bool:
+    return not _port_free(port)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _weed_ports(count: int = 5) -> list[int]:
+    """``count`` free HTTP ports at most 55535 whose port + 10000 is free too."""
+    chosen: list[int] = []
+    for _ in range(200):
+        (port,) = free_ports(1)
+        if port <= 55535 and port not in chosen and _port_free(port + 10_000):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise RuntimeError("could not find free ports for SeaweedFS on 127.0.0.1")
+
+
 def _executable(name: str) -> str:
     beside = Path(sys.executable).parent / name
     if beside.exists():
@@ -106,6 +131,16 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server's process group by PID: SIGTERM, then SIGKILL."""
+        self._terminate(timeout)
+        if self.name == "s3":
+            # weed leaves gRPC sockets at a fixed place in /tmp; remove those of our ports.
+            for sock in Path("/tmp").glob("seaweedfs-*.sock"):  # noqa: S108
+                with contextlib.suppress(OSError, ValueError):
+                    port = int(sock.stem.rsplit("-", 1)[-1])
+                    if not _port_in_use(port):
+                        sock.unlink()
+
+    def _terminate(self, timeout: float) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, sig)
@@ -155,8 +190,10 @@ def start_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Ser
             }
         )
     )
-    ports = free_ports(10)
-    mp, mg, vp, vg, fp, fg, sp, sg, ap, ag = ports
+    http = _weed_ports()
+    grpc = [p + 10_000 for p in http]  # weed's admin worker assumes gRPC = HTTP + 10000
+    mp, vp, fp, sp, ap = http
+    mg, vg, fg, sg, ag = grpc
     argv = [
         _executable("weed"),
         f"-logdir={root / 'logs'}",
@@ -169,6 +206,12 @@ def start_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Ser
         "-admin.ui=false",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
+        # Every bucket is a collection with volumes of its own; the automatic cap (free
+        # disk / volume size) runs out after a few dozen buckets.
+        "-volume.max=1000",
+        "-volume.preStopSeconds=0",
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.localSocket={root / 's3.sock'}",
         f"-s3.config={config}",
         f"-master.port={mp}",
         f"-master.port.grpc={mg}",
