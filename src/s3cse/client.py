@@ -6,6 +6,7 @@ no crypto and no format knowledge of its own.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -1122,12 +1123,22 @@ def _decrypt_in_memory(body: Any, ciphertext_length: int, decryptor: ObjectDecry
 
 
 def _verify_into_spool(body: Any, spool: Any, decryptor: ObjectDecryptor) -> None:
-    """Copy the ciphertext to ``spool`` while checking its tag; no plaintext is kept."""
+    """Copy the ciphertext to ``spool`` while checking its tag; no plaintext is kept.
+
+    The disk writes run in a second thread (they release the GIL), overlapping the
+    network reads and the tag check; at most a few chunks wait in between.
+    """
     scratch = bytearray(_CHUNK + 48)
-    for chunk in _read_chunks(body):
-        spool.write(chunk)
-        if len(chunk) + 31 > len(scratch):
-            scratch = bytearray(len(chunk) + 48)
-        decryptor.update_into(chunk, scratch)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s3cse-spool") as writer:
+        pending: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
+        for chunk in _read_chunks(body):
+            pending.append(writer.submit(spool.write, chunk))
+            if len(chunk) + 31 > len(scratch):
+                scratch = bytearray(len(chunk) + 48)
+            decryptor.update_into(chunk, scratch)
+            while len(pending) > 4 or (pending and pending[0].done()):
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
     decryptor.finalize()
     spool.flush()
