@@ -673,7 +673,7 @@ class EncryptionClient:
             return DecryptedBody(
                 _decrypt_stream(_read_chunks(body), decryptor), plaintext_length, body.close
             )
-        if ciphertext_length <= self._buffer_size:
+        if ciphertext_length - _TAG <= self._buffer_size:
             plaintext = _decrypt_in_memory(body, ciphertext_length, decryptor)
             _close_quietly(body)
             return DecryptedBody(iter([plaintext]), len(plaintext))

@@ -1,0 +1,317 @@
+"""The s3cse benchmark: plain boto3, s3cse and the official Python client, side by side.
+
+    python bench/run.py                 # full matrix, writes bench/results/
+    python bench/run.py --quick         # 1 KiB, 1 MiB and 64 MiB only, one repeat
+    python bench/run.py --memory        # RSS over time moving 512 MiB and 2 GiB objects
+
+It starts its own local servers (SeaweedFS + moto on 127.0.0.1), runs every
+measurement in a fresh process (so peak RSS belongs to that operation alone), and
+writes results.json, results.md and results.png (memory.* for --memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from s3cse.local import local_servers  # noqa: E402
+
+MiB = 1024 * 1024
+SIZES = {  # label: (bytes, objects per measurement)
+    "1 KiB": (1024, 300),
+    "1 MiB": (MiB, 30),
+    "64 MiB": (64 * MiB, 1),
+    "256 MiB": (256 * MiB, 1),
+    "1 GiB": (1024 * MiB, 1),
+}
+QUICK = ("1 KiB", "1 MiB", "64 MiB")
+OPS = ("put", "get", "upload_file", "download_file")
+# (implementation, keyring): which ops it runs
+CONFIGS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("boto3", "none", OPS),
+    ("s3cse", "aes", (*OPS, "get_delayed")),
+    ("s3cse", "rsa", (*OPS, "get_delayed")),
+    ("s3cse", "kms", (*OPS, "get_delayed")),
+    ("official", "kms", ("put", "get", "upload_file")),
+]
+
+
+def make_file(path: Path, size: int) -> None:
+    if path.exists() and path.stat().st_size == size:
+        return
+    with open(path, "wb") as f:
+        remaining = size
+        block = os.urandom(MiB)
+        while remaining:
+            n = min(MiB, remaining)
+            f.write(block[:n])
+            remaining -= n
+
+
+class Bench:
+    def __init__(self, srv: Any, work: Path, repeat: int):
+        self.srv = srv
+        self.work = work
+        self.repeat = repeat
+        self.s3 = srv.s3_client()
+        self.bucket = "bench"
+        self.s3.create_bucket(Bucket=self.bucket)
+        kms = srv.kms_client()
+        self.kms_key = kms.create_key(Description="bench")["KeyMetadata"]["Arn"]
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.rsa_key = work / "rsa.pem"
+        self.rsa_key.write_bytes(
+            rsa.generate_private_key(public_exponent=65537, key_size=3072).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        self.env = {**os.environ, **srv.environment}
+
+    def worker(self, impl: str, keyring: str, op: str, size: int, count: int, key: str,
+               repeat: int | None = None, sample: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+        src = self.work / f"src-{size}.bin"
+        make_file(src, size)
+        argv = [
+            sys.executable, str(HERE / "worker.py"),
+            "--impl", impl, "--op", op.replace("_delayed", ""), "--keyring", keyring,
+            "--s3", self.srv.s3.endpoint, "--kms", self.srv.kms.endpoint, "--kms-key", self.kms_key,
+            "--rsa-key", str(self.rsa_key), "--bucket", self.bucket, "--key", key,
+            "--src", str(src), "--dst", str(self.work / "dst.bin"),
+            "--size", str(size), "--count", str(count), "--repeat", str(repeat or self.repeat),
+        ]
+        if op.endswith("_delayed"):
+            argv.append("--delayed")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        if sample is not None:
+            threading.Thread(target=sample_rss, args=(proc, sample), daemon=True).start()
+        out, err = proc.communicate(timeout=3600)
+        if proc.returncode:
+            return {"error": err.decode(errors="replace").strip().splitlines()[-1:]}
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def sample_rss(proc: subprocess.Popen[bytes], samples: list[tuple[float, float]]) -> None:
+    started = time.monotonic()
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        samples.append((time.monotonic() - started, int(line.split()[1]) / 1024))
+        except OSError:
+            break
+        time.sleep(0.05)
+
+
+def run_matrix(bench: Bench, sizes: list[str]) -> list[dict[str, Any]]:
+    results = []
+    for label in sizes:
+        size, count = SIZES[label]
+        for impl, keyring, ops in CONFIGS:
+            key = f"{impl}-{keyring}-{size}"
+            for op in ops:
+                # put and upload_file write the objects get and download_file read
+                object_key = key + ("-f" if op in ("upload_file", "download_file") else "")
+                result = bench.worker(impl, keyring, op, size, count, object_key)
+                result.update(size=label, impl=impl, keyring=keyring, op=op)
+                results.append(result)
+                print(json.dumps({k: result.get(k) for k in ("size", "impl", "keyring", "op", "mib_s", "objects_s", "peak_rss_mib", "error")}), flush=True)
+    return results
+
+
+def lookup(results: list[dict[str, Any]], size: str, impl: str, op: str, keyring: str | None = None) -> dict[str, Any] | None:
+    for r in results:
+        if r["size"] == size and r["impl"] == impl and r["op"] == op and (keyring is None or r["keyring"] == keyring) and "error" not in r:
+            return r
+    return None
+
+
+def fmt(r: dict[str, Any] | None, size: str) -> str:
+    if r is None:
+        return "n/a"
+    if size == "1 KiB":
+        return f"{r['objects_s']:.0f} obj/s, {r['peak_rss_mib']:.0f} MiB"
+    return f"{r['mib_s']:.0f} MiB/s, {r['peak_rss_mib']:.0f} MiB"
+
+
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, size: str) -> float | None:
+    if a is None or b is None:
+        return None
+    field = "objects_s" if size == "1 KiB" else "mib_s"
+    return a[field] / b[field] if b[field] else None
+
+
+def write_markdown(results: list[dict[str, Any]], sizes: list[str], path: Path) -> list[tuple[str, str, float | None, bool | None]]:
+    lines = [
+        "| size | op | plain boto3 | s3cse AES | s3cse RSA | s3cse KMS | official S3EC (KMS) | s3cse KMS / boto3 | s3cse KMS / official |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        for op in (*OPS, "get_delayed"):
+            base_op = "get" if op == "get_delayed" else op
+            plain = lookup(results, size, "boto3", base_op)
+            ours = {k: lookup(results, size, "s3cse", op, k) for k in ("aes", "rsa", "kms")}
+            official = lookup(results, size, "official", op)
+            r1, r2 = ratio(ours["kms"], plain, size), ratio(ours["kms"], official, size)
+            name = "get (delayed auth)" if op == "get_delayed" else op
+            lines.append(
+                f"| {size} | {name} | {fmt(plain, size)} | {fmt(ours['aes'], size)} | {fmt(ours['rsa'], size)} | "
+                f"{fmt(ours['kms'], size)} | {fmt(official, size)} | {f'{r1:.2f}x' if r1 else 'n/a'} | {f'{r2:.2f}x' if r2 else 'n/a'} |"
+            )
+    targets = check_targets(results, sizes)
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for name, measured, _value, met in targets:
+        lines.append(f"| {name} | {measured} | {'yes' if met else ('no' if met is False else 'not measured')} |")
+    path.write_text("\n".join(lines) + "\n")
+    return targets
+
+
+def check_targets(results: list[dict[str, Any]], sizes: list[str]) -> list[tuple[str, str, float | None, bool | None]]:
+    out: list[tuple[str, str, float | None, bool | None]] = []
+
+    def add(name: str, value: float | None, threshold: float, higher: bool = True, unit: str = "x") -> None:
+        if value is None:
+            out.append((name, "n/a", None, None))
+            return
+        met = value >= threshold if higher else value <= threshold
+        out.append((name, f"{value:.2f}{unit}", value, met))
+
+    for size in ("256 MiB", "1 GiB"):
+        if size not in sizes:
+            continue
+        for keyring in ("aes", "rsa", "kms"):
+            add(f"get_object authenticated >= 0.6x boto3, {size}, {keyring}", ratio(lookup(results, size, "s3cse", "get", keyring), lookup(results, size, "boto3", "get"), size), 0.6)
+            add(f"get_object delayed auth >= 0.8x boto3, {size}, {keyring}", ratio(lookup(results, size, "s3cse", "get_delayed", keyring), lookup(results, size, "boto3", "get"), size), 0.8)
+    for size in sizes:
+        if size in ("1 KiB", "1 MiB"):  # small objects: see the 1 KiB objects/s target
+            continue
+        for op in ("put", "upload_file", "download_file"):
+            add(f"{op} >= 0.9x boto3, {size}, kms", ratio(lookup(results, size, "s3cse", op, "kms"), lookup(results, size, "boto3", op), size), 0.9)
+    if "256 MiB" in sizes:
+        add("get >= 3x official S3EC, 256 MiB", ratio(lookup(results, "256 MiB", "s3cse", "get", "kms"), lookup(results, "256 MiB", "official", "get"), "256 MiB"), 3.0)
+        for op in ("put", "get"):
+            ours, theirs = lookup(results, "256 MiB", "s3cse", op, "kms"), lookup(results, "256 MiB", "official", op)
+            value = ours["peak_rss_mib"] / theirs["peak_rss_mib"] if ours and theirs else None
+            add(f"{op} peak RSS <= 1/8 of official S3EC, 256 MiB", value, 0.125, higher=False)
+    if "1 KiB" in sizes:
+        add("1 KiB put objects/s >= 0.8x boto3 (AES)", ratio(lookup(results, "1 KiB", "s3cse", "put", "aes"), lookup(results, "1 KiB", "boto3", "put"), "1 KiB"), 0.8)
+        add("1 KiB get objects/s >= 0.8x boto3 (AES)", ratio(lookup(results, "1 KiB", "s3cse", "get", "aes"), lookup(results, "1 KiB", "boto3", "get"), "1 KiB"), 0.8)
+    return out
+
+
+def write_chart(results: list[dict[str, Any]], sizes: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    big = [s for s in sizes if s != "1 KiB"]
+    fig, axes = plt.subplots(1, len(OPS), figsize=(4.2 * len(OPS), 4.2), sharey=False)
+    series = [("boto3", None, "plain boto3"), ("s3cse", "kms", "s3cse (KMS)"), ("s3cse", "aes", "s3cse (AES)"), ("official", None, "official S3EC")]
+    for ax, op in zip(axes, OPS):
+        width = 0.8 / len(series)
+        for i, (impl, keyring, label) in enumerate(series):
+            values = []
+            for size in big:
+                r = lookup(results, size, impl, op, keyring)
+                values.append(r["mib_s"] if r else 0)
+            ax.bar([x + i * width for x in range(len(big))], values, width, label=label)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(big))], big)
+        ax.set_title(op)
+        ax.set_ylabel("MiB/s")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("s3cse benchmark: throughput (local SeaweedFS on loopback, 2 cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run_memory(bench: Bench, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    for ax, op in zip(axes, OPS):
+        for label, size in (("512 MiB", 512 * MiB), ("2 GiB", 2048 * MiB)):
+            samples: list[tuple[float, float]] = []
+            result = bench.worker("s3cse", "kms", op, size, 1, f"mem-{size}" + ("-f" if "file" in op else ""), repeat=1, sample=samples)
+            if "error" in result:
+                rows.append((op, label, None, None, result["error"]))
+                continue
+            rows.append((op, label, result["baseline_rss_mib"], result["peak_rss_mib"], None))
+            if samples:
+                ax.plot([t for t, _ in samples], [m for _, m in samples], label=label)
+        ax.set_title(f"s3cse {op}")
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("RSS MiB")
+        ax.legend()
+    fig.suptitle("s3cse memory: RSS over time moving one object (KMS keyring)")
+    fig.tight_layout()
+    fig.savefig(out / "memory.png", dpi=110)
+    lines = ["| op | size | baseline RSS | peak RSS | peak above baseline |", "|---|---|---|---|---|"]
+    by_op: dict[str, dict[str, float]] = {}
+    for op, label, base, peak, error in rows:
+        if error:
+            lines.append(f"| {op} | {label} | error: {error} | | |")
+            continue
+        assert base is not None and peak is not None
+        by_op.setdefault(op, {})[label] = peak
+        lines.append(f"| {op} | {label} | {base:.0f} MiB | {peak:.0f} MiB | {peak - base:.0f} MiB |")
+    lines += ["", "| op | peak growth 512 MiB -> 2 GiB (target < 20 MiB) | within 150 MiB of baseline at 2 GiB |", "|---|---|---|"]
+    for op, label, base, peak, error in rows:
+        if label != "2 GiB" or error or op not in by_op or "512 MiB" not in by_op[op]:
+            continue
+        assert base is not None and peak is not None
+        growth = by_op[op]["2 GiB"] - by_op[op]["512 MiB"]
+        lines.append(f"| {op} | {growth:+.0f} MiB ({'met' if growth < 20 else 'NOT met'}) | {peak - base:.0f} MiB ({'met' if peak - base < 150 else 'NOT met'}) |")
+    (out / "memory.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 KiB, 1 MiB and 64 MiB, one repeat")
+    parser.add_argument("--memory", action="store_true", help="memory profile: 512 MiB and 2 GiB objects")
+    parser.add_argument("--sizes", nargs="*", choices=list(SIZES), help="sizes to run")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats per measurement (median)")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = args.sizes or (list(QUICK) if args.quick else list(SIZES))
+    repeat = 1 if args.quick else args.repeat
+    with tempfile.TemporaryDirectory(prefix="s3cse-bench-") as tmp, local_servers(Path(tmp) / "servers") as srv:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        bench = Bench(srv, work, repeat)
+        if args.memory:
+            run_memory(bench, out)
+            return
+        started = time.monotonic()
+        results = run_matrix(bench, sizes)
+        meta = {"sizes": sizes, "repeat": repeat, "seconds": round(time.monotonic() - started), "python": sys.version.split()[0], "cpus": os.cpu_count()}
+        (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        targets = write_markdown(results, sizes, out / "results.md")
+        write_chart(results, sizes, out / "results.png")
+        print((out / "results.md").read_text())
+        missed = [t for t in targets if t[3] is False]
+        print(f"{len(targets) - len(missed)} of {len(targets)} targets met")
+
+
+if __name__ == "__main__":
+    main()

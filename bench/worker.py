@@ -1,0 +1,114 @@
+"""One benchmark measurement in a fresh process; prints one JSON line.
+
+Run by bench/run.py, not by hand. Peak RSS is the process's (ru_maxrss), the
+baseline is the RSS after imports and client set-up, before the first transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def make_clients(args: argparse.Namespace) -> tuple[Any, Any]:
+    import boto3
+    from botocore.config import Config
+
+    def s3_client() -> Any:
+        return boto3.client(
+            "s3", endpoint_url=args.s3, region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, max_pool_connections=32),
+        )
+
+    kms = boto3.client("kms", endpoint_url=args.kms, region_name="us-east-1")
+    plain = s3_client()
+    if args.impl == "boto3":
+        return plain, plain
+    if args.impl == "official":
+        from s3_encryption import S3EncryptionClient, S3EncryptionClientConfig
+        from s3_encryption.materials.kms_keyring import KmsKeyring
+
+        return S3EncryptionClient(s3_client(), S3EncryptionClientConfig(keyring=KmsKeyring(kms, args.kms_key))), plain
+    import s3cse
+
+    if args.keyring == "aes":
+        keyring: Any = s3cse.AesKeyring(b"\x42" * 32)
+    elif args.keyring == "rsa":
+        keyring = s3cse.RsaKeyring(private_key=open(args.rsa_key, "rb").read())
+    else:
+        keyring = s3cse.KmsKeyring(args.kms_key, kms_client=kms)
+    return s3cse.EncryptionClient(plain, keyring=keyring, enable_delayed_authentication=args.delayed), plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("impl", "op", "keyring", "s3", "kms", "kms_key", "rsa_key", "bucket", "key", "src", "dst"):
+        parser.add_argument(f"--{name.replace('_', '-')}")
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--delayed", action="store_true")
+    args = parser.parse_args()
+    client, _plain = make_clients(args)
+    baseline = rss_mib()
+    durations = []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        run_once(client, args)
+        durations.append(time.perf_counter() - started)
+    median = statistics.median(durations)
+    total = args.size * args.count
+    print(json.dumps({
+        "seconds": durations,
+        "mib_s": total / MiB / median if median else None,
+        "objects_s": args.count / median if median else None,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "baseline_rss_mib": baseline,
+    }))
+
+
+def run_once(client: Any, args: argparse.Namespace) -> None:
+    op = args.op
+    if op == "put":
+        if args.count > 1:
+            body = os.urandom(args.size)
+            for i in range(args.count):
+                client.put_object(Bucket=args.bucket, Key=f"{args.key}/{i}", Body=body)
+            return
+        with open(args.src, "rb") as f:
+            client.put_object(Bucket=args.bucket, Key=args.key, Body=f)
+    elif op == "get":
+        keys = [f"{args.key}/{i}" for i in range(args.count)] if args.count > 1 else [args.key]
+        for key in keys:
+            body = client.get_object(Bucket=args.bucket, Key=key)["Body"]
+            while body.read(MiB):
+                pass
+            body.close()
+    elif op == "upload_file":
+        for i in range(args.count):
+            client.upload_file(args.src, args.bucket, args.key if args.count == 1 else f"{args.key}/{i}")
+    elif op == "download_file":
+        for i in range(args.count):
+            client.download_file(args.bucket, args.key if args.count == 1 else f"{args.key}/{i}", args.dst)
+    else:
+        sys.exit(f"unknown op {op}")
+
+
+if __name__ == "__main__":
+    main()
