@@ -30,11 +30,18 @@ __all__ = ["RESERVED_CONTEXT_KEY", "KmsKeyring"]
 RESERVED_CONTEXT_KEY = "aws:x-amz-cek-alg"
 #: Written into the matdesc by the legacy V1 Java client; not part of the context check.
 _LEGACY_KEY_ID_ENTRY = "kms_cmk_id"
-# KMS answers that mean "this key/context cannot open this blob"; others (throttling,
-# permissions, network) pass through unchanged.
-_UNWRAP_FAILURE_CODES = frozenset(
-    {"InvalidCiphertextException", "IncorrectKeyException", "InvalidKeyUsageException"}
-)
+# KMS answers that mean "this key/context cannot open this blob" (or not for you):
+# reported as DataKeyUnwrapError with the KMS code; others (throttling, network)
+# pass through unchanged, so botocore's retries and the caller's handling apply.
+_UNWRAP_FAILURE_CODES = {
+    "InvalidCiphertextException": "the wrapped key or its stored encryption context was altered, or another key wrapped it",
+    "IncorrectKeyException": "the data key was wrapped by a different KMS key",
+    "InvalidKeyUsageException": "the KMS key cannot be used to decrypt",
+    "AccessDeniedException": "you lack kms:Decrypt on the key that wrapped the data key, or the wrapped key was altered",
+    "NotFoundException": "the KMS key that wrapped the data key does not exist (or the wrapped key was altered)",
+    "DisabledException": "the KMS key is disabled; enable it to read this object",
+    "KMSInvalidStateException": "the KMS key is not usable (pending deletion or import)",
+}
 
 
 def _check_context(context: Mapping[str, str] | None) -> dict[str, str]:
@@ -184,10 +191,9 @@ class KmsKeyring(Keyring):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _UNWRAP_FAILURE_CODES:
                 raise DataKeyUnwrapError(
-                    f"KMS could not decrypt the data key ({code}) with "
-                    f"{self.kms_key_id or 'the key that wrapped it'}: wrong key, or the wrapped "
-                    "key or its stored encryption context was altered"
-                ) from None
+                    f"KMS refused to decrypt the data key ({code}) with "
+                    f"{self.kms_key_id or 'the key that wrapped it'}: {_UNWRAP_FAILURE_CODES[code]}"
+                ) from exc
             raise
         key_arn = response.get("KeyId", "")
         if self.kms_key_id is None and not self._allowed(key_arn):
