@@ -73,8 +73,45 @@ def _read_exactly(source: Any, size: int) -> bytes:
     return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
-def _plaintext_parts(source: Any, part_size: int) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield (part number, plaintext, is_last), reading one part ahead to know the last."""
+def _readinto_exactly(source: Any, view: memoryview) -> int:
+    filled = 0
+    readinto = getattr(source, "readinto", None)
+    while filled < len(view):
+        if readinto is not None:
+            n = readinto(view[filled:])
+        else:
+            data = source.read(len(view) - filled)
+            n = len(data)
+            view[filled : filled + n] = data
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+def _plaintext_parts(
+    source: Any, part_size: int, length: int | None
+) -> Iterator[tuple[int, bytes | memoryview, bool]]:
+    """Yield (part number, plaintext, is_last).
+
+    With a known length, parts are read into one reused buffer (each is encrypted before
+    the next is read); otherwise one part is read ahead to know which is the last.
+    """
+    if length is not None:
+        count = max(1, -(-length // part_size))
+        buffer = memoryview(bytearray(min(part_size, max(length, 1))))
+        remaining = length
+        for number in range(1, count + 1):
+            want = min(part_size, remaining)
+            got = _readinto_exactly(source, buffer[:want])
+            if got != want:
+                raise IntegrityError(
+                    f"the upload source ended {remaining - got} bytes early: it was truncated "
+                    "while being read"
+                )
+            remaining -= got
+            yield number, buffer[:got], number == count
+        return
     current = _read_exactly(source, part_size)
     number = 1
     while True:
@@ -179,15 +216,26 @@ def _multipart_upload(
         with concurrent.futures.ThreadPoolExecutor(settings.max_concurrency) as pool:
             futures = []
             total = 0
-            for number, plaintext, last in _plaintext_parts(source, settings.part_size(length)):
+            parts = _plaintext_parts(source, settings.part_size(length), length)
+            while True:
+                # A slot first: at most max_concurrency encrypted parts exist at once.
+                slots.acquire()
+                try:
+                    number, plaintext, last = next(parts)
+                except StopIteration:
+                    slots.release()
+                    break
+                except BaseException:
+                    slots.release()
+                    raise
                 total += len(plaintext)
                 if total > GCM_MAX_PLAINTEXT_LENGTH:
+                    slots.release()
                     raise PlaintextTooLargeError(
                         f"the stream exceeded the AES-GCM limit of {GCM_MAX_PLAINTEXT_LENGTH} "
                         "bytes for one object"
                     )
                 ciphertext = multipart.encrypt_part(number, plaintext, last=last)
-                slots.acquire()
                 futures.append(pool.submit(send, number, ciphertext, len(plaintext)))
                 del ciphertext, plaintext
                 for future in [f for f in futures if f.done()]:
