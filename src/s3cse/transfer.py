@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
+
 from .core.envelope import ObjectDecryptor
 from .core.suites import GCM_MAX_PLAINTEXT_LENGTH
 from .errors import ConfigurationError, IntegrityError, PlaintextTooLargeError, S3CSEError
@@ -35,6 +37,7 @@ _MiB = 1024 * 1024
 #: S3 refuses parts (but the last) below 5 MiB.
 _MIN_PART = 5 * _MiB
 _MAX_PARTS = 10_000
+_RANGE_ATTEMPTS = 5
 
 
 class TransferSettings:
@@ -403,15 +406,27 @@ def _ciphertext_chunks(
         return
 
     def fetch(first: int, last: int) -> bytes:
-        response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **get_args)
-        with contextlib.closing(response["Body"]) as body:
-            data: bytes = body.read()
-        if len(data) != last - first + 1:
-            raise IntegrityError(
-                f"ranged read of bytes {first}-{last} returned {len(data)} bytes: the object "
-                "changed or the connection was cut"
-            )
-        return data
+        # botocore retries a request that fails before its response; a body cut off
+        # mid-read is retried here, a bounded number of times, as s3transfer does.
+        for attempt in range(_RANGE_ATTEMPTS):
+            try:
+                response = s3.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **get_args
+                )
+                with contextlib.closing(response["Body"]) as body:
+                    data: bytes = body.read()
+            except S3_RETRYABLE_DOWNLOAD_ERRORS:
+                if attempt + 1 == _RANGE_ATTEMPTS:
+                    raise
+                log.debug("ranged read %s-%s of %s cut off; retrying", first, last, key)
+                continue
+            if len(data) != last - first + 1:
+                raise IntegrityError(
+                    f"ranged read of bytes {first}-{last} returned {len(data)} bytes: the "
+                    "object changed or the connection was cut"
+                )
+            return data
+        raise AssertionError("unreachable")
 
     with concurrent.futures.ThreadPoolExecutor(settings.max_concurrency) as pool:
         window: dict[int, concurrent.futures.Future[bytes]] = {}
