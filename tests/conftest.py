@@ -13,6 +13,8 @@ import pytest
 import s3cse
 from s3cse.local import LocalServers, local_servers
 
+pytest_plugins = ["tests.secret_scan"]
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[LocalServers]:
     keep = os.environ.get("S3CSE_TEST_SERVER_DIR")  # keep server data and logs for a post-mortem

@@ -451,6 +451,14 @@ class EncryptionClient:
         except S3CSEError as exc:
             raise exc.at(bucket, key) from None
         encryptor, kwargs, instruction = self._begin_upload(bucket, key, kwargs, length)
+        log.debug(
+            "put s3://%s/%s: %s, %s bytes, metadata in %s",
+            bucket,
+            key,
+            encryptor.suite.name,
+            "unknown" if length is None else length,
+            "an instruction file" if instruction is not None else "the object",
+        )
         if in_memory and length is not None and length <= _CHUNK:
             # Small in-memory bodies: encrypt once; botocore may read the body several
             # times (checksum, payload signature, send), and bytes cost nothing to reread.
@@ -649,6 +657,18 @@ class EncryptionClient:
                 self._cmm, content, self._config, encryption_context=context
             )
             ciphertext_length = int(response.get("ContentLength", 0))
+            log.debug(
+                "get s3://%s/%s: V%d %s, %s, %d bytes, %s",
+                bucket,
+                key,
+                int(content.version),
+                content.suite.name,
+                content.wrap_algorithm.value,
+                ciphertext_length,
+                "delayed authentication"
+                if self._delayed
+                else ("in memory" if ciphertext_length - _TAG <= self._buffer_size else "spooled"),
+            )
             response["Body"] = self._plaintext_body(body, ciphertext_length, decryptor)
         except S3CSEError as exc:
             _close_quietly(body)
@@ -878,6 +898,13 @@ class EncryptionClient:
             )
         except S3CSEError as exc:
             raise exc.at(Bucket, Key) from None
+        log.debug(
+            "re-encrypt s3://%s/%s: %s -> %s",
+            Bucket,
+            Key,
+            content.wrap_algorithm.value,
+            result.content_metadata.wrap_algorithm.value,
+        )
         if result.instruction_file is not None:
             suffix = instruction_file_suffix or md.INSTRUCTION_FILE_SUFFIX
             self._put_instruction_file(Bucket, Key, result.instruction_file, {}, suffix)

@@ -177,6 +177,7 @@ def _multipart_upload(
     encryptor, create_args, instruction = client._begin_upload(bucket, key, extra, length)
     s3 = client.s3_client
     upload_id = s3.create_multipart_upload(**create_args)["UploadId"]
+    log.debug("multipart upload %s of s3://%s/%s started", upload_id, bucket, key)
     part_args = {
         k: create_args[k]
         for k in (
@@ -266,6 +267,7 @@ def _multipart_upload(
             **complete_args,
         )
     except BaseException:
+        log.warning("multipart upload of s3://%s/%s failed; aborting %s", bucket, key, upload_id)
         with contextlib.suppress(Exception):
             s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise

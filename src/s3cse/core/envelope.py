@@ -230,8 +230,10 @@ def begin_encryption(
         version = FormatVersion.V3
     else:
         stored_iv = iv = _nonzero_random(suite.iv_length)
-        content_key, commitment, aad = data_key, None, b""
+        content_key, commitment, aad = bytes(data_key), None, b""
         version = FormatVersion.V2
+    _wipe(data_key)
+    materials.plaintext_data_key = None
     content = ContentMetadata(
         version=version,
         suite=suite,
@@ -244,6 +246,13 @@ def begin_encryption(
         from_instruction_file=instruction_file,
     )
     return ObjectEncryptor(content, content_key, iv, aad, instruction_file)
+
+
+def _wipe(key: bytes | bytearray) -> None:
+    """Overwrite a data key we own, once it is no longer needed (best effort: immutable
+    ``bytes`` copies, such as the one in a KMS response, live until collected)."""
+    if isinstance(key, bytearray):
+        key[:] = bytes(len(key))
 
 
 def _nonzero_random(n: int) -> bytes:
@@ -321,7 +330,7 @@ def _unwrap_data_key(
     content: ContentMetadata,
     config: CryptoConfig,
     encryption_context: Mapping[str, str] | None,
-) -> bytes:
+) -> bytes | bytearray:
     """Policy and switch checks first (no key is touched before), then unwrap."""
     check_decrypt_allowed(content.suite, config.policy)
     if content.suite.is_legacy and not config.enable_legacy_unauthenticated_modes:
@@ -341,7 +350,9 @@ def _unwrap_data_key(
         encryption_context=dict(encryption_context or {}),
         enable_legacy_wrapping=config.enable_legacy_wrapping,
     )
-    data_key = as_cmm(keyring).decrypt_materials(request).plaintext_data_key
+    materials = as_cmm(keyring).decrypt_materials(request)
+    data_key = materials.plaintext_data_key
+    materials.plaintext_data_key = None
     if data_key is None:
         raise KeyringError("the keyring returned no data key")
     return data_key
@@ -355,12 +366,15 @@ def _content_key(
 ) -> bytes:
     """Unwrap, check the commitment (V3), then derive the content key."""
     data_key = _unwrap_data_key(keyring, content, config, encryption_context)
-    if content.suite.is_committing:
-        assert content.key_commitment is not None
-        return kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)
-    if content.suite.cipher == "GCM" and len(data_key) != 32:
-        raise MalformedMetadataError("GCM objects need a 32-byte data key")
-    return data_key
+    try:
+        if content.suite.is_committing:
+            assert content.key_commitment is not None
+            return kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)
+        if content.suite.cipher == "GCM" and len(data_key) != 32:
+            raise MalformedMetadataError("GCM objects need a 32-byte data key")
+        return bytes(data_key)
+    finally:
+        _wipe(data_key)
 
 
 def begin_decryption(
@@ -483,6 +497,8 @@ def rewrap(
         or materials.wrap_algorithm is None
     ):
         raise KeyringError("the new keyring did not wrap the existing data key")
+    _wipe(data_key)
+    materials.plaintext_data_key = None
     into_file = (
         content.from_instruction_file if to_instruction_file is None else to_instruction_file
     )

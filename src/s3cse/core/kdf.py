@@ -29,24 +29,23 @@ MESSAGE_ID_LENGTH = 28
 _SUITE_ID = AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY.id_bytes
 
 
-def _hkdf(data_key: bytes, message_id: bytes, info: bytes, length: int) -> bytes:
-    return HKDF(algorithm=hashes.SHA512(), length=length, salt=message_id, info=info).derive(
-        data_key
-    )
+def _hkdf(data_key: bytes | bytearray, message_id: bytes, info: bytes, length: int) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA512(), length=length, salt=message_id, info=info)
+    return hkdf.derive(bytes(data_key))
 
 
-def derive_commitment(data_key: bytes, message_id: bytes) -> bytes:
+def derive_commitment(data_key: bytes | bytearray, message_id: bytes) -> bytes:
     """Return the 28-byte key commitment for ``data_key`` under ``message_id``."""
     return _hkdf(data_key, message_id, _SUITE_ID + b"COMMITKEY", COMMITMENT_LENGTH)
 
 
-def derive_content_key(data_key: bytes, message_id: bytes) -> bytes:
+def derive_content_key(data_key: bytes | bytearray, message_id: bytes) -> bytes:
     """Return the 32-byte AES content key for ``data_key`` under ``message_id``."""
     return _hkdf(data_key, message_id, _SUITE_ID + b"DERIVEKEY", 32)
 
 
 def verify_commitment_and_derive(
-    data_key: bytes, message_id: bytes, stored_commitment: bytes
+    data_key: bytes | bytearray, message_id: bytes, stored_commitment: bytes
 ) -> bytes:
     """Check the stored commitment in constant time, then return the content key.
 

@@ -38,7 +38,7 @@ class EncryptionMaterials:
 
     suite: AlgorithmSuite
     encryption_context: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    plaintext_data_key: bytes | None = dataclasses.field(default=None, repr=False)
+    plaintext_data_key: bytes | bytearray | None = dataclasses.field(default=None, repr=False)
     encrypted_data_key: bytes | None = dataclasses.field(default=None, repr=False)
     wrap_algorithm: WrapAlgorithm | None = None
     material_description: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -51,7 +51,7 @@ class DecryptionMaterials:
     metadata: ContentMetadata
     encryption_context: Mapping[str, str] = dataclasses.field(default_factory=dict)
     enable_legacy_wrapping: bool = False
-    plaintext_data_key: bytes | None = dataclasses.field(default=None, repr=False)
+    plaintext_data_key: bytes | bytearray | None = dataclasses.field(default=None, repr=False)
 
 
 class CryptoMaterialsManager(abc.ABC):

@@ -54,7 +54,7 @@ class AesKeyring(Keyring):
                 "an encryption context applies to KMS keyrings only; describe raw AES keys "
                 "with material_description"
             )
-        data_key = materials.plaintext_data_key or os.urandom(DATA_KEY_LENGTH)
+        data_key = materials.plaintext_data_key or bytearray(os.urandom(DATA_KEY_LENGTH))
         iv = os.urandom(_GCM_IV_LENGTH)
         aad = cek_algorithm_name(materials.suite).encode("ascii")
         wrapped = iv + AESGCM(self._key).encrypt(iv, data_key, aad)

@@ -148,7 +148,7 @@ class KmsKeyring(Keyring):
             kwargs["GrantTokens"] = self._grant_tokens
         if materials.plaintext_data_key is not None:
             # Re-encryption: wrap the object's existing data key under this KMS key.
-            wrapped = self.client.encrypt(Plaintext=materials.plaintext_data_key, **kwargs)
+            wrapped = self.client.encrypt(Plaintext=bytes(materials.plaintext_data_key), **kwargs)
             materials.encrypted_data_key = wrapped["CiphertextBlob"]
         else:
             generated = self.client.generate_data_key(KeySpec="AES_256", **kwargs)

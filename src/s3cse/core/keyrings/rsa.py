@@ -134,10 +134,11 @@ class RsaKeyring(Keyring):
                 "an encryption context applies to KMS keyrings only; describe RSA keys "
                 "with material_description"
             )
-        data_key = materials.plaintext_data_key or os.urandom(DATA_KEY_LENGTH)
+        data_key = materials.plaintext_data_key or bytearray(os.urandom(DATA_KEY_LENGTH))
         name = cek_algorithm_name(materials.suite).encode("ascii")
-        pseudo_key = bytes([len(data_key)]) + data_key + name
-        materials.encrypted_data_key = self._public.encrypt(pseudo_key, _oaep(hashes.SHA1()))
+        pseudo_key = bytearray([len(data_key)]) + data_key + name
+        materials.encrypted_data_key = self._public.encrypt(bytes(pseudo_key), _oaep(hashes.SHA1()))
+        pseudo_key[:] = bytes(len(pseudo_key))
         materials.plaintext_data_key = data_key
         materials.wrap_algorithm = WrapAlgorithm.RSA_OAEP_SHA1
         materials.material_description = dict(self.material_description)

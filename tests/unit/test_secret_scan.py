@@ -1,0 +1,34 @@
+"""The suite-wide secret scan itself must be able to fail."""
+
+from __future__ import annotations
+
+import base64
+
+import s3cse
+from tests import secret_scan
+
+
+def test_scan_finds_a_planted_leak():
+    secret = bytes(range(32))
+    saved = (set(secret_scan.SECRETS), list(secret_scan.ERRORS), list(secret_scan.LOG_LINES))
+    try:
+        secret_scan.SECRETS.add(secret)
+        secret_scan.ERRORS.append(s3cse.S3CSEError(f"oops {base64.b64encode(secret).decode()}"))
+        assert secret_scan.scan()
+        secret_scan.ERRORS.pop()
+        secret_scan.LOG_LINES.append(f"s3cse DEBUG key={secret.hex()}")
+        assert secret_scan.scan()
+    finally:
+        secret_scan.SECRETS.clear()
+        secret_scan.SECRETS.update(saved[0])
+        secret_scan.ERRORS[:] = saved[1]
+        secret_scan.LOG_LINES[:] = saved[2]
+    assert not secret_scan.scan()
+
+
+def test_keys_seen_by_ciphers_are_recorded():
+    keyring = s3cse.AesKeyring(b"\x77" * 32)
+    obj = s3cse.encrypt(b"x", keyring)
+    assert b"\x77" * 32 in secret_scan.SECRETS
+    s3cse.decrypt(obj.ciphertext, obj.metadata, keyring)
+    assert len(secret_scan.SECRETS) > 2
