@@ -1,0 +1,71 @@
+"""Bleichenbacher: RSA PKCS#1 v1.5 unwrap failures look the same whatever went wrong;
+key files are private."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import s3cse
+from tests.unit import legacy_objects as lo
+
+ALLOW = "REQUIRE_ENCRYPT_ALLOW_DECRYPT"
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048), rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def outcome(ciphertext, meta, keyring, config):
+    try:
+        s3cse.decrypt(ciphertext, meta, keyring, config)
+    except s3cse.S3CSEError as exc:
+        return type(exc), exc.message
+    return None
+
+
+def test_pkcs1_v15_failures_are_indistinguishable_with_legacy_wrapping_on(keys):
+    right, wrong = keys
+    config = s3cse.CryptoConfig(commitment_policy=ALLOW, enable_legacy_wrapping=True, enable_legacy_unauthenticated_modes=True)
+    ct, meta = lo.v1_rsa_object(right.public_key(), b"secret")
+    bad_padding = dict(meta, **{"x-amz-key": lo.b64(b"\x00\x02" + b"\x00" * 254)})
+    too_short = dict(meta, **{"x-amz-key": lo.b64(b"\x01" * 256)})
+    outcomes = {
+        outcome(ct, meta, s3cse.RsaKeyring(private_key=wrong), config),
+        outcome(ct, bad_padding, s3cse.RsaKeyring(private_key=right), config),
+        outcome(ct, too_short, s3cse.RsaKeyring(private_key=right), config),
+    }
+    assert len(outcomes) == 1 and None not in outcomes
+
+
+def test_pkcs1_v15_objects_are_refused_before_any_rsa_operation_with_legacy_off(keys):
+    right, wrong = keys
+    config = s3cse.CryptoConfig(commitment_policy=ALLOW, enable_legacy_unauthenticated_modes=True)
+    ct, meta = lo.v1_rsa_object(right.public_key(), b"secret")
+    bad_padding = dict(meta, **{"x-amz-key": lo.b64(b"\x00\x02" + b"\x00" * 254)})
+    outcomes = {
+        outcome(ct, meta, s3cse.RsaKeyring(private_key=right), config),  # would succeed
+        outcome(ct, meta, s3cse.RsaKeyring(private_key=wrong), config),
+        outcome(ct, bad_padding, s3cse.RsaKeyring(private_key=right), config),
+    }
+    assert len(outcomes) == 1
+    (kind, message), = outcomes
+    assert kind is s3cse.LegacyAlgorithmDisabledError and "enable_legacy_wrapping" in message
+
+
+def test_world_readable_private_key_warns_and_keygen_writes_0600(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "s3cse", *args], capture_output=True, timeout=120)
+
+    priv, pub = tmp_path / "p.pem", tmp_path / "pub.pem"
+    assert cli("keygen", "rsa", str(priv), "--public", str(pub), "--bits", "2048").returncode == 0
+    assert stat.S_IMODE(priv.stat().st_mode) == 0o600
+    os.chmod(priv, 0o644)
+    out = cli("cat", "s3://bucket-that-is-not-there/x", "--rsa-private-key", str(priv), "--endpoint-url", "http://127.0.0.1:9")
+    assert b"readable by other users" in out.stderr and b"chmod 600" in out.stderr
