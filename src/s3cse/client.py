@@ -613,6 +613,12 @@ class EncryptionClient:
     ) -> md.ContentMetadata:
         return read_content_metadata(self._s3, bucket, key, metadata, suffix, args)
 
+    def _begin_decryptor(
+        self, content: md.ContentMetadata, context: Mapping[str, str] | None
+    ) -> ObjectDecryptor:
+        """Unwrap the data key of a parsed object under this client's settings."""
+        return begin_decryption(self._cmm, content, self._config, encryption_context=context)
+
     def head_encryption(self, **kwargs: Any) -> md.ContentMetadata:
         """Parse an object's crypto metadata (no key needed): for ``inspect`` and ``ls``."""
         suffix = kwargs.pop("InstructionFileSuffix", self._suffix)

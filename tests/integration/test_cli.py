@@ -194,3 +194,25 @@ def test_demo(tmp_path):
     out = run("demo", "--size", "100000", env={"S3CSE_HOME": str(tmp_path / "home")}, check_code=0)
     text = out.stdout.decode()
     assert "sha256 matches" in text and "no, ciphertext" in text and "is refused" in text
+
+
+def test_ctrl_c_aborts_the_multipart_upload(tmp_path, s3, bucket, aes_key_file):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3cse", "cp", "-", f"s3://{bucket}/interrupted", "--aes-key", str(aes_key_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+    )
+    block = os.urandom(1024 * 1024)
+    deadline = time.monotonic() + 60
+    while not s3.list_multipart_uploads(Bucket=bucket).get("Uploads") and time.monotonic() < deadline:
+        proc.stdin.write(block)  # keep feeding until the multipart upload has started
+        proc.stdin.flush()
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the upload never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"aborted" in err
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert "interrupted" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]

@@ -169,3 +169,16 @@ def test_multipart_api(s3, bucket, kms_keyring):
             client.upload_part(Bucket=bucket, Key="odd", UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 17)
         finally:
             client.abort_multipart_upload(Bucket=bucket, Key="odd", UploadId=up["UploadId"])
+
+
+def test_objects_over_the_gcm_limit_are_refused_before_upload(s3, bucket, aes_keyring, tmp_path):
+    sparse = tmp_path / "huge.bin"
+    with open(sparse, "wb") as f:
+        f.truncate(2**36)  # a sparse file: 64 GiB that take no disk space
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    with pytest.raises(s3cse.PlaintextTooLargeError, match="2\\^36 - 32"):
+        client.upload_file(str(sparse), bucket, "huge")
+    with open(sparse, "rb") as f, pytest.raises(s3cse.PlaintextTooLargeError):
+        client.put_object(Bucket=bucket, Key="huge", Body=f)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

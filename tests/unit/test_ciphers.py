@@ -149,3 +149,15 @@ def test_errors_name_the_object():
     assert err.bucket == "bucket" and err.key == "path/key"
     assert issubclass(s3cse.CommitmentMismatchError, s3cse.IntegrityError)
     assert all(issubclass(getattr(s3cse, n), s3cse.S3CSEError) for n in s3cse.__all__ if n.endswith("Error"))
+
+
+def test_random_access_only_after_verification(aes_keyring):
+    data = bytes(range(256)) * 10
+    obj = s3cse.encrypt(data, aes_keyring)
+    dec = s3cse.begin_decryption(aes_keyring, obj.metadata)
+    with pytest.raises(s3cse.ConfigurationError, match="verified first"):
+        dec.decrypt_verified_range(obj.ciphertext[:16], 0)
+    dec.update(obj.ciphertext)
+    dec.finalize()
+    for first, last in [(0, 0), (5, 100), (16, 47), (2559, 2559), (1000, 2559)]:
+        assert dec.decrypt_verified_range(obj.ciphertext[first : last + 1], first) == data[first : last + 1]

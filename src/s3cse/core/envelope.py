@@ -278,11 +278,29 @@ class ObjectDecryptor:
         make_cipher: Callable[[], GcmDecryptor | CbcDecryptor | CtrDecryptor],
         *,
         authenticated: bool,
+        make_range: Callable[[int, int, int], CtrDecryptor] | None = None,
     ):
         self.content_metadata = content
         self.authenticated = authenticated
+        #: True once ``finalize`` verified the whole object's tag.
+        self.verified = False
         self._make_cipher = make_cipher
+        self._make_range = make_range
         self._cipher = make_cipher()
+
+    def decrypt_verified_range(
+        self, ciphertext: bytes | bytearray | memoryview, offset: int
+    ) -> bytes:
+        """Decrypt ``ciphertext``, the object's bytes from ``offset`` on, for random access
+        *after* this decryptor verified the whole object (``finalize`` succeeded): the
+        bytes must be the ones verified (e.g. a local copy), which the caller guarantees."""
+        if not self.verified or self._make_range is None:
+            raise ConfigurationError(
+                "random access needs an AES-GCM object whose tag this decryptor verified first"
+            )
+        skip = offset % 16
+        cipher = self._make_range(offset // 16, skip, len(ciphertext))
+        return cipher.update(bytes(skip) + bytes(ciphertext))[: len(ciphertext)]
 
     def fresh(self) -> ObjectDecryptor:
         """Another decryptor for the same content from its first byte, without a second
@@ -313,7 +331,9 @@ class ObjectDecryptor:
 
     def finalize(self) -> bytes:
         """Verify (GCM) and return any last plaintext; raises IntegrityError on failure."""
-        return self._cipher.finalize()
+        last = self._cipher.finalize()
+        self.verified = self.authenticated
+        return last
 
 
 def _resolve(
@@ -392,13 +412,16 @@ def begin_decryption(
     key = _content_key(keyring, content, config, encryption_context)
     if content.suite.cipher == "CBC":
         return ObjectDecryptor(content, lambda: CbcDecryptor(key, content.iv), authenticated=False)
-    if content.suite.is_committing:
-        return ObjectDecryptor(
-            content,
-            lambda: GcmDecryptor(key, _V3_IV, content.suite.id_bytes),
-            authenticated=True,
-        )
-    return ObjectDecryptor(content, lambda: GcmDecryptor(key, content.iv), authenticated=True)
+    iv = _V3_IV if content.suite.is_committing else content.iv
+    aad = content.suite.id_bytes if content.suite.is_committing else b""
+    return ObjectDecryptor(
+        content,
+        lambda: GcmDecryptor(key, iv, aad),
+        authenticated=True,
+        make_range=lambda block, skip, limit: CtrDecryptor(
+            key, gcm_counter_block(iv, block), skip=skip, limit=limit
+        ),
+    )
 
 
 def begin_ranged_decryption(

@@ -6,6 +6,7 @@ it creates with boto3 on first use); nothing else in the core touches a network.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,15 @@ _UNWRAP_FAILURE_CODES = {
     "DisabledException": "the KMS key is disabled; enable it to read this object",
     "KMSInvalidStateException": "the KMS key is not usable (pending deletion or import)",
 }
+
+
+def _resolve(result: Any) -> Any:
+    """An aiobotocore KMS client returns awaitables: run them on the async client's loop."""
+    if inspect.isawaitable(result):
+        from ..._bridge import run_awaitable
+
+        return run_awaitable(result)
+    return result
 
 
 def _check_context(context: Mapping[str, str] | None) -> dict[str, str]:
@@ -148,10 +158,12 @@ class KmsKeyring(Keyring):
             kwargs["GrantTokens"] = self._grant_tokens
         if materials.plaintext_data_key is not None:
             # Re-encryption: wrap the object's existing data key under this KMS key.
-            wrapped = self.client.encrypt(Plaintext=bytes(materials.plaintext_data_key), **kwargs)
+            wrapped = _resolve(
+                self.client.encrypt(Plaintext=bytes(materials.plaintext_data_key), **kwargs)
+            )
             materials.encrypted_data_key = wrapped["CiphertextBlob"]
         else:
-            generated = self.client.generate_data_key(KeySpec="AES_256", **kwargs)
+            generated = _resolve(self.client.generate_data_key(KeySpec="AES_256", **kwargs))
             materials.plaintext_data_key = check_unwrapped_length(
                 generated["Plaintext"], legacy=False, what="KMS GenerateDataKey"
             )
@@ -186,7 +198,7 @@ class KmsKeyring(Keyring):
         from botocore.exceptions import ClientError
 
         try:
-            response = self.client.decrypt(**kwargs)
+            response = _resolve(self.client.decrypt(**kwargs))
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _UNWRAP_FAILURE_CODES:

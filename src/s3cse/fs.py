@@ -1,0 +1,311 @@
+"""fsspec: the ``s3cse://`` filesystem (pandas, pyarrow, Dask, DuckDB, xarray...).
+
+Built on s3fs for listing, metadata and transport; reads and writes go through an
+:class:`s3cse.EncryptionClient`, so they are encrypted exactly like everything else.
+
+    pd.read_csv("s3cse://bucket/t.csv",
+                storage_options={"aes_key_file": "master.key", "endpoint_url": "http://..."})
+
+``fs.open(path, "rb")`` first fetches the ciphertext into a local spool while checking
+its tag, then serves seeks and reads from the verified spool (plaintext never touches
+disk). ``fs.open(path, "wb")`` encrypts while writing: a multipart upload once the
+data outgrows one part, a single PUT below that.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import s3fs
+
+from .client import EncryptionClient, read_content_metadata
+from .core import metadata as md
+from .core.envelope import ObjectDecryptor
+from .core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
+from .errors import ConfigurationError, NotEncryptedError
+
+__all__ = ["S3CSEFileSystem"]
+
+_MiB = 1024 * 1024
+_PART = 8 * _MiB
+
+
+def _json_option(value: Any, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{name} must be a dict (or JSON object) of strings")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
+    """An fsspec filesystem of client-side encrypted S3 objects (protocol ``s3cse``)."""
+
+    protocol = ("s3cse",)
+
+    def __init__(
+        self,
+        *args: Any,
+        kms_key_id: str | None = None,
+        aes_key_file: str | None = None,
+        rsa_private_key_file: str | None = None,
+        rsa_public_key_file: str | None = None,
+        material_description: Mapping[str, str] | str | None = None,
+        encryption_context: Mapping[str, str] | str | None = None,
+        commitment_policy: str = "REQUIRE_ENCRYPT_REQUIRE_DECRYPT",
+        endpoint_url: str | None = None,
+        instruction_file: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, endpoint_url=endpoint_url, **kwargs)
+        self.encryption_context = _json_option(encryption_context, "encryption_context")
+        description = _json_option(material_description, "material_description")
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.Session(
+            aws_access_key_id=kwargs.get("key"),
+            aws_secret_access_key=kwargs.get("secret"),
+            aws_session_token=kwargs.get("token"),
+            profile_name=kwargs.get("profile"),
+            region_name=(kwargs.get("client_kwargs") or {}).get("region_name"),
+        )
+        s3 = session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            config=Config(s3={"addressing_style": "path"} if endpoint_url else {}, max_pool_connections=32),
+        )
+        rings: list[Keyring] = []
+        if kms_key_id:
+            rings.append(KmsKeyring(kms_key_id, kms_client=session.client("kms")))
+        if aes_key_file:
+            from .cli.keys import read_aes_key
+
+            rings.append(AesKeyring(read_aes_key(aes_key_file), description))
+        if rsa_private_key_file:
+            with open(rsa_private_key_file, "rb") as f:
+                rings.append(RsaKeyring(private_key=f.read(), material_description=description))
+        if rsa_public_key_file:
+            with open(rsa_public_key_file, "rb") as f:
+                rings.append(RsaKeyring(public_key=f.read(), material_description=description))
+        if not rings:
+            rings.append(KmsKeyring.discovery(session.client("kms")))
+        keyring = rings[0] if len(rings) == 1 else MultiKeyring(rings[0], rings[1:])
+        self.encryption = EncryptionClient(
+            s3, keyring=keyring, commitment_policy=commitment_policy, instruction_file_put=instruction_file
+        )
+
+    def _extra(self) -> dict[str, Any]:
+        return {"EncryptionContext": self.encryption_context} if self.encryption_context else {}
+
+    # ------------------------------------------------------------ listing
+
+    @staticmethod
+    def _visible(entry: Any) -> bool:
+        name = entry["name"] if isinstance(entry, dict) else entry
+        return not str(name).endswith(md.INSTRUCTION_FILE_SUFFIX)
+
+    async def _ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
+        entries = await super()._ls(path, detail=detail, **kwargs)
+        return [e for e in entries if self._visible(e)]
+
+    async def _find(self, path: str, *args: Any, detail: bool = False, **kwargs: Any) -> Any:
+        found = await super()._find(path, *args, detail=detail, **kwargs)
+        if isinstance(found, dict):
+            return {k: v for k, v in found.items() if self._visible(k)}
+        return [f for f in found if self._visible(f)]
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        info: dict[str, Any] = await super()._info(path, **kwargs)
+        if info.get("type") != "file":
+            return info
+        bucket, key, _ = self.split_path(path)
+        head = await self._call_s3("head_object", Bucket=bucket, Key=key)
+        metadata = head.get("Metadata", {})
+        encrypted = md.has_crypto_metadata(metadata) or await self._exists(
+            f"{bucket}/{key}{md.INSTRUCTION_FILE_SUFFIX}"
+        )
+        if encrypted:
+            info["size"] = max(0, int(info["size"]) - 16)
+            info["encrypted"] = True
+        return info
+
+    # ------------------------------------------------------------ reading and writing
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
+              cache_options: Any = None, **kwargs: Any) -> Any:
+        bucket, key, _ = self.split_path(path)
+        if "r" in mode:
+            return _VerifiedReadFile(self, bucket, key)
+        if "w" in mode:
+            return _EncryptingWriteFile(self, bucket, key)
+        raise ValueError(f"mode {mode!r} is not supported on s3cse:// (use 'rb' or 'wb')")
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        with self._open(path, "rb") as f:
+            if start:
+                f.seek(start if start >= 0 else max(0, f.size + start))
+            if end is None:
+                return bytes(f.read())
+            stop = end if end >= 0 else f.size + end
+            return bytes(f.read(max(0, stop - f.tell())))
+
+    def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
+        bucket, key, _ = self.split_path(path)
+        self.encryption.put_object(Bucket=bucket, Key=key, Body=value, **self._extra())
+        self.invalidate_cache(path)
+
+    def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
+        if os.path.isdir(lpath):
+            return
+        bucket, key, _ = self.split_path(rpath)
+        self.encryption.upload_file(lpath, bucket, key, ExtraArgs=self._extra() or None)
+        self.invalidate_cache(rpath)
+
+    def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
+        if self.isdir(rpath):
+            os.makedirs(lpath, exist_ok=True)
+            return
+        bucket, key, _ = self.split_path(rpath)
+        self.encryption.download_file(bucket, key, lpath, ExtraArgs=self._extra() or None)
+
+    def rm_file(self, path: str) -> None:
+        bucket, key, _ = self.split_path(path)
+        self.encryption.delete_object(Bucket=bucket, Key=key)
+        self.invalidate_cache(path)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        b1, k1, _ = self.split_path(path1)
+        b2, k2, _ = self.split_path(path2)
+        self.encryption.copy_object(Bucket=b2, Key=k2, CopySource={"Bucket": b1, "Key": k1})
+        self.invalidate_cache(path2)
+
+
+class _VerifiedReadFile(io.RawIOBase):
+    """A seekable file of verified plaintext over a local spool of the ciphertext."""
+
+    def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str):
+        super().__init__()
+        self.path = f"{bucket}/{key}"
+        client = fs.encryption
+        response = client.s3_client.get_object(Bucket=bucket, Key=key)
+        body = response["Body"]
+        try:
+            content = read_content_metadata(client.s3_client, bucket, key, response.get("Metadata", {}))
+            decryptor: ObjectDecryptor = client._begin_decryptor(content, fs.encryption_context or None)
+            if content.suite.cipher != "GCM":
+                raise NotEncryptedError("s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client").at(bucket, key)
+            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the file
+            scratch = bytearray(_MiB + 64)
+            while chunk := body.read(_MiB):
+                self._spool.write(chunk)
+                decryptor.update_into(chunk, scratch)
+            decryptor.finalize()  # raises IntegrityError before anything is served
+        except BaseException:
+            if hasattr(self, "_spool"):
+                self._spool.close()
+            raise
+        finally:
+            body.close()
+        self._decryptor = decryptor
+        self.size = max(0, self._spool.tell() - 16)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.size - self._position
+        size = max(0, min(size, self.size - self._position))
+        if not size:
+            return b""
+        self._spool.seek(self._position)
+        ciphertext = self._spool.read(size)
+        plaintext = self._decryptor.decrypt_verified_range(ciphertext, self._position)
+        self._position += len(plaintext)
+        return plaintext
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._spool.close()
+        super().close()
+
+
+class _EncryptingWriteFile(io.RawIOBase):
+    """Encrypts while writing: parts of 8 MiB through the encrypted multipart API."""
+
+    def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str):
+        super().__init__()
+        self.fs, self.bucket, self.key = fs, bucket, key
+        self.path = f"{bucket}/{key}"
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.closed:
+            raise ValueError("write to closed file")
+        view = memoryview(data).cast("B")
+        self._buffer += view
+        while len(self._buffer) > _PART:  # keep one part back: the last part carries the tag
+            self._send(bytes(self._buffer[:_PART]), last=False)
+            del self._buffer[:_PART]
+        return len(view)
+
+    def _send(self, data: bytes, *, last: bool) -> None:
+        client = self.fs.encryption
+        if self._upload_id is None:
+            self._upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.fs._extra())["UploadId"]
+        number = len(self._parts) + 1
+        response = client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=data, IsLastPart=last
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        client = self.fs.encryption
+        try:
+            if self._upload_id is None:
+                client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self.fs._extra())
+            else:
+                self._send(bytes(self._buffer), last=True)
+                client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+                )
+        except BaseException:
+            if self._upload_id is not None:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            raise
+        finally:
+            self._buffer = bytearray()
+            super().close()
+        self.fs.invalidate_cache(self.path)

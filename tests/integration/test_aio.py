@@ -1,0 +1,155 @@
+"""AsyncEncryptionClient over aiobotocore (S3 and KMS), against the local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+
+import pytest
+from aiobotocore.session import get_session
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+import s3cse
+from s3cse.aio import AsyncEncryptionClient
+from s3cse.local import ACCESS_KEY, REGION, SECRET_KEY
+
+MiB = 1024 * 1024
+
+
+def aio_clients(servers):
+    session = get_session()
+    creds = {"region_name": REGION, "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
+    s3 = session.create_client("s3", endpoint_url=servers.s3.endpoint, config=Config(s3={"addressing_style": "path"}), **creds)
+    kms = session.create_client("kms", endpoint_url=servers.kms.endpoint, **creds)
+    return s3, kms
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_put_get_delete_with_async_kms(servers, s3, bucket, kms_key_arn):
+    async def main():
+        s3_cm, kms_cm = aio_clients(servers)
+        async with s3_cm as aio_s3, kms_cm as aio_kms:
+            keyring = s3cse.KmsKeyring(kms_key_arn, kms_client=aio_kms)
+            async with AsyncEncryptionClient(aio_s3, keyring=keyring) as client:
+                await client.put_object(Bucket=bucket, Key="a", Body=b"async secret", EncryptionContext={"t": "1"})
+                response = await client.get_object(Bucket=bucket, Key="a", EncryptionContext={"t": "1"})
+                assert response["ContentLength"] == len(b"async secret")
+                async with response["Body"] as body:
+                    assert await body.read() == b"async secret"
+                big = os.urandom(3 * MiB + 1)
+                await client.put_object(Bucket=bucket, Key="big", Body=big, InstructionFilePut=True)
+                response = await client.get_object(Bucket=bucket, Key="big")
+                chunks = [c async for c in response["Body"].iter_chunks(MiB)]
+                assert b"".join(chunks) == big
+                with pytest.raises(s3cse.EncryptionContextMismatchError):
+                    await client.get_object(Bucket=bucket, Key="a", EncryptionContext={"t": "2"})
+                await client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "a"}, {"Key": "big"}]})
+                listed = await aio_s3.list_objects_v2(Bucket=bucket)
+                assert listed.get("KeyCount", 0) == 0
+
+    run(main())
+    # the sync client reads what the async one writes, and the other way round
+    sync = s3cse.EncryptionClient(s3, keyring=s3cse.AesKeyring(b"\x31" * 32))
+    sync.put_object(Bucket=bucket, Key="s", Body=b"from sync")
+
+    async def read_back():
+        s3_cm, _ = aio_clients(servers)
+        async with s3_cm as aio_s3:
+            client = AsyncEncryptionClient(aio_s3, keyring=s3cse.AesKeyring(b"\x31" * 32))
+            return await (await client.get_object(Bucket=bucket, Key="s"))["Body"].read()
+
+    assert run(read_back()) == b"from sync"
+
+
+def test_errors_multipart_transfers_and_rotation(servers, s3, bucket, tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(12 * MiB + 3))
+    old, new = s3cse.AesKeyring(b"\x41" * 32, {"k": "old"}), s3cse.AesKeyring(b"\x42" * 32, {"k": "new"})
+
+    async def main():
+        s3_cm, _ = aio_clients(servers)
+        async with s3_cm as aio_s3:
+            client = AsyncEncryptionClient(aio_s3, keyring=old)
+            config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=4)
+            await client.upload_file(str(src), bucket, "f", Config=config)
+            await client.download_file(bucket, "f", str(tmp_path / "dst"), Config=config)
+            assert (tmp_path / "dst").read_bytes() == src.read_bytes()
+            upload = await client.create_multipart_upload(Bucket=bucket, Key="m")
+            part = await client.upload_part(Bucket=bucket, Key="m", UploadId=upload["UploadId"], PartNumber=1, Body=b"tiny", IsLastPart=True)
+            await client.complete_multipart_upload(Bucket=bucket, Key="m", UploadId=upload["UploadId"],
+                                                   MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+            assert await (await client.get_object(Bucket=bucket, Key="m"))["Body"].read() == b"tiny"
+            assert await client.reencrypt(bucket, "m", new) == "rotated"
+            with pytest.raises(s3cse.NoMatchingKeyringError):
+                await client.get_object(Bucket=bucket, Key="m")
+            with pytest.raises(s3cse.UnsafeOperationError):
+                await client.upload_part_copy(Bucket=bucket, Key="x")
+
+    run(main())
+    stored = s3.get_object(Bucket=bucket, Key="f")
+    body = bytearray(stored["Body"].read())
+    body[7] ^= 1
+    s3.put_object(Bucket=bucket, Key="f", Body=bytes(body), Metadata=stored["Metadata"])
+
+    async def tampered():
+        s3_cm, _ = aio_clients(servers)
+        async with s3_cm as aio_s3:
+            with pytest.raises(s3cse.IntegrityError):
+                await AsyncEncryptionClient(aio_s3, keyring=old).get_object(Bucket=bucket, Key="f")
+
+    run(tampered())
+
+
+def test_async_kms_client_from_sync_code_is_refused(servers, kms_key_arn):
+    async def main():
+        _, kms_cm = aio_clients(servers)
+        async with kms_cm as aio_kms:
+            keyring = s3cse.KmsKeyring(kms_key_arn, kms_client=aio_kms)
+            with pytest.raises(s3cse.ConfigurationError, match="AsyncEncryptionClient"):
+                s3cse.encrypt(b"x", keyring)
+
+    run(main())
+
+
+def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, tmp_path):
+    src = tmp_path / "big"
+    with open(src, "wb") as f:
+        block = os.urandom(MiB)
+        for _ in range(512):
+            f.write(block)
+    lags: list[float] = []
+
+    async def ticker(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - started - 0.005)
+
+    async def main():
+        s3_cm, kms_cm = aio_clients(servers)
+        async with s3_cm as aio_s3, kms_cm as aio_kms:
+            client = AsyncEncryptionClient(aio_s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=aio_kms))
+            stop = asyncio.Event()
+            tick = asyncio.create_task(ticker(stop))
+            await client.upload_file(str(src), bucket, "big")
+            response = await client.get_object(Bucket=bucket, Key="big")
+            digest = hashlib.sha256()
+            async for chunk in response["Body"].iter_chunks(MiB):
+                digest.update(chunk)
+            await client.download_file(bucket, "big", str(tmp_path / "out"))
+            stop.set()
+            await tick
+            return digest.hexdigest()
+
+    digest = run(main())
+    expected = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert digest == expected
+    assert hashlib.sha256((tmp_path / "out").read_bytes()).hexdigest() == expected
+    lags.sort()
+    assert lags[-1] < 0.050, f"max event loop lag {lags[-1] * 1000:.1f} ms (p99 {lags[int(len(lags) * 0.99)] * 1000:.1f} ms)"

@@ -1,0 +1,116 @@
+"""The s3cse:// fsspec filesystem with real tools: pandas, pyarrow, Dask."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import fsspec
+import pytest
+
+import s3cse
+from s3cse.local import ACCESS_KEY, SECRET_KEY
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / "master.key"
+    path.write_bytes(b"\x51" * 32)
+    path.chmod(0o600)
+    return str(path)
+
+
+@pytest.fixture
+def options(servers, key_file):
+    return {"aes_key_file": key_file, "endpoint_url": servers.s3.endpoint, "key": ACCESS_KEY, "secret": SECRET_KEY}
+
+
+@pytest.fixture
+def fs(options):
+    return fsspec.filesystem("s3cse", skip_instance_cache=True, **options)
+
+
+def test_protocol_is_registered_and_core_does_not_import_extras():
+    import subprocess
+    import sys
+
+    assert "s3cse" in fsspec.available_protocols()
+    out = subprocess.run([sys.executable, "-c", "import s3cse, sys; print(sorted(m for m in ('s3fs', 'fsspec', 'aiobotocore') if m in sys.modules))"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_open_write_read_seek_info_ls(fs, s3, bucket, key_file):
+    data = os.urandom(20 * MiB + 7)
+    with fs.open(f"{bucket}/dir/big.bin", "wb") as f:
+        for i in range(0, len(data), 3 * MiB):
+            f.write(data[i : i + 3 * MiB])
+    stored = s3.get_object(Bucket=bucket, Key="dir/big.bin")["Body"].read()
+    assert len(stored) == len(data) + 16 and stored[:64] != data[:64]
+    reader = s3cse.EncryptionClient(s3, keyring=s3cse.AesKeyring(b"\x51" * 32))
+    assert reader.get_object(Bucket=bucket, Key="dir/big.bin")["Body"].read() == data
+    with fs.open(f"{bucket}/dir/big.bin", "rb") as f:
+        assert f.read(10) == data[:10]
+        f.seek(5 * MiB + 3)
+        assert f.read(100) == data[5 * MiB + 3 : 5 * MiB + 103]
+        f.seek(-5, io.SEEK_END)
+        assert f.read() == data[-5:]
+    assert fs.info(f"{bucket}/dir/big.bin")["size"] == len(data)
+    fs.pipe_file(f"{bucket}/dir/small.txt", b"small")
+    instr_fs = fsspec.filesystem("s3cse", skip_instance_cache=True, instruction_file=True,
+                                 aes_key_file=key_file, endpoint_url=fs.encryption.s3_client.meta.endpoint_url,
+                                 key=ACCESS_KEY, secret=SECRET_KEY)
+    instr_fs.pipe_file(f"{bucket}/dir/instr.txt", b"with an instruction file")
+    assert fs.cat_file(f"{bucket}/dir/instr.txt") == b"with an instruction file"
+    assert fs.cat_file(f"{bucket}/dir/small.txt", start=1, end=3) == b"ma"
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/dir"))
+    assert names == ["big.bin", "instr.txt", "small.txt"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(f"{bucket}/dir")) == names
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.glob(f"{bucket}/dir/*.txt")) == ["instr.txt", "small.txt"]
+    assert fs.info(f"{bucket}/dir/instr.txt")["size"] == len(b"with an instruction file")
+
+
+def test_put_get_and_tampering(fs, s3, bucket, tmp_path):
+    local = tmp_path / "in.bin"
+    local.write_bytes(os.urandom(MiB + 1))
+    fs.put(str(local), f"{bucket}/p.bin")
+    fs.get(f"{bucket}/p.bin", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == local.read_bytes()
+    stored = s3.get_object(Bucket=bucket, Key="p.bin")
+    body = bytearray(stored["Body"].read())
+    body[100] ^= 1
+    s3.put_object(Bucket=bucket, Key="p.bin", Body=bytes(body), Metadata=stored["Metadata"])
+    with pytest.raises(s3cse.IntegrityError):
+        fs.open(f"{bucket}/p.bin", "rb")
+
+
+def test_pandas_csv_round_trip(options, bucket):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"id": range(1000), "name": [f"patient-{i}" for i in range(1000)], "x": [i * 0.5 for i in range(1000)]})
+    frame.to_csv(f"s3cse://{bucket}/t.csv", index=False, storage_options=options)
+    back = pd.read_csv(f"s3cse://{bucket}/t.csv", storage_options=options)
+    pd.testing.assert_frame_equal(frame, back)
+
+
+def test_pyarrow_parquet_round_trip(options, bucket):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    fs = fsspec.filesystem("s3cse", skip_instance_cache=True, **options)
+    table = pa.table({"n": list(range(50_000)), "s": [str(i) for i in range(50_000)]})
+    pq.write_table(table, f"{bucket}/t.parquet", filesystem=fs)
+    assert pq.read_table(f"{bucket}/t.parquet", filesystem=fs).equals(table)
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_parquet(f"s3cse://{bucket}/t.parquet", storage_options=options)
+    assert len(frame) == 50_000
+
+
+def test_dask_reads_several_partitions(options, bucket):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    for i in range(3):
+        pd.DataFrame({"part": [i] * 100, "v": range(100)}).to_csv(f"s3cse://{bucket}/dask/p{i}.csv", index=False, storage_options=options)
+    frame = dd.read_csv(f"s3cse://{bucket}/dask/p*.csv", storage_options=options)
+    assert frame.npartitions == 3
+    assert int(frame["v"].sum().compute()) == 3 * sum(range(100))
