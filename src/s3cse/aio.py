@@ -64,6 +64,12 @@ class _SyncPaginator:
                 return
 
 
+#: aiobotocore checksums and signs a request body on the event loop (about 1 ms per MiB
+#: here); at most this many large bodies are in preparation at once, to bound loop lag.
+_BODY_SLOTS = 2
+_LARGE_BODY = 1024 * 1024
+
+
 class _SyncS3:
     """What EncryptionClient sees: aiobotocore's S3 client, made blocking per call."""
 
@@ -71,6 +77,22 @@ class _SyncS3:
         self._client = client
         self.exceptions = client.exceptions
         self.meta = client.meta
+        self._slots: asyncio.Semaphore | None = None
+
+    async def _limited(
+        self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(_BODY_SLOTS)
+        async with self._slots:
+            return await method(*args, **kwargs)
+
+    @staticmethod
+    def _large(body: Any) -> bool:
+        try:
+            return len(body) >= _LARGE_BODY
+        except TypeError:
+            return body is not None
 
     def get_paginator(self, name: str) -> _SyncPaginator:
         return _SyncPaginator(self._client.get_paginator(name))
@@ -82,7 +104,10 @@ class _SyncS3:
 
         @functools.wraps(attribute)
         def call(*args: Any, **kwargs: Any) -> Any:
-            result = attribute(*args, **kwargs)
+            if inspect.iscoroutinefunction(attribute) and self._large(kwargs.get("Body")):
+                result = run_awaitable(self._limited(attribute, *args, **kwargs))
+            else:
+                result = attribute(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = run_awaitable(result)
             if isinstance(result, dict) and "Body" in result and hasattr(result["Body"], "read"):

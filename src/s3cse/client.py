@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
 import io
 import logging
@@ -995,7 +996,7 @@ class EncryptionClient:
                     )
                     for future in done:
                         future.result()
-                pending.add(pool.submit(one, key))
+                pending.add(pool.submit(contextvars.copy_context().run, one, key))
             for future in concurrent.futures.as_completed(pending):
                 future.result()
         return summary

@@ -14,6 +14,7 @@ data outgrows one part, a single PUT below that.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -27,7 +28,7 @@ from .client import EncryptionClient, read_content_metadata
 from .core import metadata as md
 from .core.envelope import ObjectDecryptor
 from .core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
-from .errors import ConfigurationError, NotEncryptedError
+from .errors import ConfigurationError, NotEncryptedError, UnsafeOperationError
 
 __all__ = ["S3CSEFileSystem"]
 
@@ -80,7 +81,9 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         s3 = session.client(
             "s3",
             endpoint_url=endpoint_url,
-            config=Config(s3={"addressing_style": "path"} if endpoint_url else {}, max_pool_connections=32),
+            config=Config(
+                s3={"addressing_style": "path"} if endpoint_url else {}, max_pool_connections=32
+            ),
         )
         rings: list[Keyring] = []
         if kms_key_id:
@@ -99,7 +102,10 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             rings.append(KmsKeyring.discovery(session.client("kms")))
         keyring = rings[0] if len(rings) == 1 else MultiKeyring(rings[0], rings[1:])
         self.encryption = EncryptionClient(
-            s3, keyring=keyring, commitment_policy=commitment_policy, instruction_file_put=instruction_file
+            s3,
+            keyring=keyring,
+            commitment_policy=commitment_policy,
+            instruction_file_put=instruction_file,
         )
 
     def _extra(self) -> dict[str, Any]:
@@ -112,8 +118,8 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         name = entry["name"] if isinstance(entry, dict) else entry
         return not str(name).endswith(md.INSTRUCTION_FILE_SUFFIX)
 
-    async def _ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
-        entries = await super()._ls(path, detail=detail, **kwargs)
+    async def _ls(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        entries = await super()._ls(path, *args, **kwargs)
         return [e for e in entries if self._visible(e)]
 
     async def _find(self, path: str, *args: Any, detail: bool = False, **kwargs: Any) -> Any:
@@ -122,8 +128,14 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             return {k: v for k, v in found.items() if self._visible(k)}
         return [f for f in found if self._visible(f)]
 
-    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        info: dict[str, Any] = await super()._info(path, **kwargs)
+    def find(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        # s3fs binds its own sync find; route it through the filtering _find above.
+        from fsspec.asyn import sync
+
+        return sync(self.loop, self._find, path, *args, **kwargs)
+
+    async def _info(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        info: dict[str, Any] = await super()._info(path, *args, **kwargs)
         if info.get("type") != "file":
             return info
         bucket, key, _ = self.split_path(path)
@@ -139,8 +151,15 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
 
     # ------------------------------------------------------------ reading and writing
 
-    def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
-              cache_options: Any = None, **kwargs: Any) -> Any:
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: Any = None,
+        autocommit: bool = True,
+        cache_options: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         bucket, key, _ = self.split_path(path)
         if "r" in mode:
             return _VerifiedReadFile(self, bucket, key)
@@ -148,7 +167,10 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             return _EncryptingWriteFile(self, bucket, key)
         raise ValueError(f"mode {mode!r} is not supported on s3cse:// (use 'rb' or 'wb')")
 
-    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+    # fsspec calls the async methods below (put, get, cat, pipe, cp, rm, touch all end up
+    # here); each one that moves content goes through the EncryptionClient, in a thread.
+
+    def _cat_sync(self, path: str, start: int | None, end: int | None) -> bytes:
         with self._open(path, "rb") as f:
             if start:
                 f.seek(start if start >= 0 else max(0, f.size + start))
@@ -157,35 +179,80 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             stop = end if end >= 0 else f.size + end
             return bytes(f.read(max(0, stop - f.tell())))
 
-    def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
+    async def _cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        return await asyncio.to_thread(self._cat_sync, path, start, end)
+
+    async def _pipe_file(self, path: str, data: bytes, **kwargs: Any) -> None:
         bucket, key, _ = self.split_path(path)
-        self.encryption.put_object(Bucket=bucket, Key=key, Body=value, **self._extra())
+        await asyncio.to_thread(
+            self.encryption.put_object, Bucket=bucket, Key=key, Body=data, **self._extra()
+        )
         self.invalidate_cache(path)
 
-    def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
+    async def _put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
         if os.path.isdir(lpath):
             return
         bucket, key, _ = self.split_path(rpath)
-        self.encryption.upload_file(lpath, bucket, key, ExtraArgs=self._extra() or None)
+        await asyncio.to_thread(
+            self.encryption.upload_file, lpath, bucket, key, ExtraArgs=self._extra() or None
+        )
         self.invalidate_cache(rpath)
 
-    def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
-        if self.isdir(rpath):
-            os.makedirs(lpath, exist_ok=True)
+    async def _get_file(self, rpath: str, lpath: str, callback: Any = None, **kwargs: Any) -> None:
+        if os.path.isdir(lpath):
             return
         bucket, key, _ = self.split_path(rpath)
-        self.encryption.download_file(bucket, key, lpath, ExtraArgs=self._extra() or None)
+        await asyncio.to_thread(
+            self.encryption.download_file, bucket, key, lpath, ExtraArgs=self._extra() or None
+        )
 
-    def rm_file(self, path: str) -> None:
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
         bucket, key, _ = self.split_path(path)
-        self.encryption.delete_object(Bucket=bucket, Key=key)
+        await asyncio.to_thread(self.encryption.delete_object, Bucket=bucket, Key=key)
         self.invalidate_cache(path)
 
-    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         b1, k1, _ = self.split_path(path1)
         b2, k2, _ = self.split_path(path2)
-        self.encryption.copy_object(Bucket=b2, Key=k2, CopySource={"Bucket": b1, "Key": k1})
+        await asyncio.to_thread(
+            self.encryption.copy_object, Bucket=b2, Key=k2, CopySource={"Bucket": b1, "Key": k1}
+        )
         self.invalidate_cache(path2)
+
+    async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        await self._pipe_file(path, b"")
+
+    def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        from fsspec.asyn import sync
+
+        sync(self.loop, self._touch, path, truncate, **kwargs)
+
+    # s3fs operations that would write bytes or metadata around the encryption:
+    def _refuse(self, name: str, alternative: str) -> Any:
+        raise UnsafeOperationError(
+            f"{name} is not available on s3cse:// (it would bypass the encryption); {alternative}"
+        )
+
+    def merge(self, *args: Any, **kwargs: Any) -> None:
+        self._refuse("merge", "concatenate the plaintext and write it with open(path, 'wb')")
+
+    async def _merge(self, *args: Any, **kwargs: Any) -> None:
+        self._refuse("merge", "concatenate the plaintext and write it with open(path, 'wb')")
+
+    def setxattr(self, *args: Any, **kwargs: Any) -> None:
+        self._refuse(
+            "setxattr", "use EncryptionClient.copy_object with MetadataDirective='REPLACE'"
+        )
+
+    async def _setxattr(self, *args: Any, **kwargs: Any) -> None:
+        self._refuse(
+            "setxattr", "use EncryptionClient.copy_object with MetadataDirective='REPLACE'"
+        )
+
+    async def open_async(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("open_async", "use open(), or s3cse.aio.AsyncEncryptionClient")
 
 
 class _VerifiedReadFile(io.RawIOBase):
@@ -198,10 +265,16 @@ class _VerifiedReadFile(io.RawIOBase):
         response = client.s3_client.get_object(Bucket=bucket, Key=key)
         body = response["Body"]
         try:
-            content = read_content_metadata(client.s3_client, bucket, key, response.get("Metadata", {}))
-            decryptor: ObjectDecryptor = client._begin_decryptor(content, fs.encryption_context or None)
+            content = read_content_metadata(
+                client.s3_client, bucket, key, response.get("Metadata", {})
+            )
+            decryptor: ObjectDecryptor = client._begin_decryptor(
+                content, fs.encryption_context or None
+            )
             if content.suite.cipher != "GCM":
-                raise NotEncryptedError("s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client").at(bucket, key)
+                raise NotEncryptedError(
+                    "s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client"
+                ).at(bucket, key)
             self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the file
             scratch = bytearray(_MiB + 64)
             while chunk := body.read(_MiB):
@@ -282,10 +355,17 @@ class _EncryptingWriteFile(io.RawIOBase):
     def _send(self, data: bytes, *, last: bool) -> None:
         client = self.fs.encryption
         if self._upload_id is None:
-            self._upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.fs._extra())["UploadId"]
+            self._upload_id = client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, **self.fs._extra()
+            )["UploadId"]
         number = len(self._parts) + 1
         response = client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=data, IsLastPart=last
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=data,
+            IsLastPart=last,
         )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
@@ -295,15 +375,22 @@ class _EncryptingWriteFile(io.RawIOBase):
         client = self.fs.encryption
         try:
             if self._upload_id is None:
-                client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self.fs._extra())
+                client.put_object(
+                    Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self.fs._extra()
+                )
             else:
                 self._send(bytes(self._buffer), last=True)
                 client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
                 )
         except BaseException:
             if self._upload_id is not None:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+                client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
+                )
             raise
         finally:
             self._buffer = bytearray()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import logging
 import os
 import tempfile
@@ -240,7 +242,11 @@ def _multipart_upload(
                         "bytes for one object"
                     )
                 ciphertext = multipart.encrypt_part(number, plaintext, last=last)
-                futures.append(pool.submit(send, number, ciphertext, len(plaintext)))
+                futures.append(
+                    pool.submit(
+                        contextvars.copy_context().run, send, number, ciphertext, len(plaintext)
+                    )
+                )
                 del ciphertext, plaintext
                 for future in [f for f in futures if f.done()]:
                     future.result()  # surface a failed part early
@@ -436,7 +442,8 @@ def _ciphertext_chunks(
         try:
             for index in range(len(ranges)):
                 while next_submit < len(ranges) and next_submit < index + settings.max_concurrency:
-                    window[next_submit] = pool.submit(fetch, *ranges[next_submit])
+                    fetch_range = functools.partial(fetch, *ranges[next_submit])
+                    window[next_submit] = pool.submit(contextvars.copy_context().run, fetch_range)
                     next_submit += 1
                 data = window.pop(index).result()
                 yield data

@@ -72,6 +72,31 @@ def test_open_write_read_seek_info_ls(fs, s3, bucket, key_file):
     assert fs.info(f"{bucket}/dir/instr.txt")["size"] == len(b"with an instruction file")
 
 
+def test_every_write_path_encrypts(fs, s3, bucket, tmp_path):
+    local = tmp_path / "w.txt"
+    local.write_bytes(b"plaintext that must not be stored")
+    fs.put(str(local), f"{bucket}/w/put.txt")
+    fs.pipe(f"{bucket}/w/pipe.txt", b"plaintext that must not be stored")
+    fs.touch(f"{bucket}/w/touched")
+    with fs.open(f"{bucket}/w/open.txt", "wb") as f:
+        f.write(b"plaintext that must not be stored")
+    fs.cp(f"{bucket}/w/put.txt", f"{bucket}/w/copy.txt")
+    for key in ("put.txt", "pipe.txt", "open.txt", "copy.txt", "touched"):
+        stored = s3.get_object(Bucket=bucket, Key=f"w/{key}")
+        assert b"plaintext" not in stored["Body"].read()
+        assert "x-amz-c" in stored["Metadata"], key
+    assert fs.cat(f"{bucket}/w/copy.txt") == b"plaintext that must not be stored"
+    assert fs.cat(f"{bucket}/w/touched") == b""
+    fs.get(f"{bucket}/w/pipe.txt", str(tmp_path / "got.txt"))
+    assert (tmp_path / "got.txt").read_bytes() == b"plaintext that must not be stored"
+    fs.rm(f"{bucket}/w/copy.txt")
+    assert not fs.exists(f"{bucket}/w/copy.txt")
+    with pytest.raises(s3cse.UnsafeOperationError):
+        fs.merge(f"{bucket}/w/merged", [f"{bucket}/w/put.txt", f"{bucket}/w/pipe.txt"])
+    with pytest.raises(s3cse.UnsafeOperationError):
+        fs.setxattr(f"{bucket}/w/put.txt", owner="x")
+
+
 def test_put_get_and_tampering(fs, s3, bucket, tmp_path):
     local = tmp_path / "in.bin"
     local.write_bytes(os.urandom(MiB + 1))
