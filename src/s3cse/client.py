@@ -245,7 +245,7 @@ def _plaintext_source(body: Any) -> tuple[Any, int | None]:
             end = body.seek(0, io.SEEK_END)
             body.seek(start)
             return body, end - start
-    except (AttributeError, OSError, io.UnsupportedOperation):
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         pass
     return body, None
 

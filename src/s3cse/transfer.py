@@ -31,6 +31,8 @@ from .errors import ConfigurationError, IntegrityError, PlaintextTooLargeError, 
 if TYPE_CHECKING:
     from .client import EncryptionClient
 
+from .client import _plaintext_source
+
 __all__ = ["TransferSettings", "download", "upload"]
 
 log = logging.getLogger(__name__)
@@ -141,7 +143,7 @@ def upload(
     """Encrypt ``source`` (a readable binary file object) and upload it to ``bucket/key``."""
     settings = TransferSettings(config)
     extra = dict(extra_args or {})
-    length = _remaining_length(source)
+    source, length = _plaintext_source(source)
     if length is not None and length > GCM_MAX_PLAINTEXT_LENGTH:
         raise PlaintextTooLargeError(
             f"the file is {length} bytes, over the AES-GCM limit of {GCM_MAX_PLAINTEXT_LENGTH} "
@@ -152,18 +154,6 @@ def upload(
         client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
         return
     _multipart_upload(client, source, bucket, key, length, extra, callback, settings)
-
-
-def _remaining_length(source: Any) -> int | None:
-    try:
-        if source.seekable():
-            start = source.tell()
-            end = source.seek(0, os.SEEK_END)
-            source.seek(start)
-            return int(end - start)
-    except (AttributeError, OSError, ValueError):
-        pass
-    return None
 
 
 def _multipart_upload(
