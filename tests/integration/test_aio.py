@@ -19,13 +19,12 @@ from s3cse.local import ACCESS_KEY, REGION, SECRET_KEY
 MiB = 1024 * 1024
 
 
-def aio_clients(servers, kms: bool = True):
+def aio_clients(servers, kms: bool = True, s3: bool = True):
     session = get_session()
     creds = {"region_name": REGION, "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
-    s3 = session.create_client("s3", endpoint_url=servers.s3.endpoint, config=Config(s3={"addressing_style": "path"}), **creds)
-    if not kms:
-        return s3, None
-    return s3, session.create_client("kms", endpoint_url=servers.kms.endpoint, **creds)
+    s3_cm = session.create_client("s3", endpoint_url=servers.s3.endpoint, config=Config(s3={"addressing_style": "path"}), **creds) if s3 else None
+    kms_cm = session.create_client("kms", endpoint_url=servers.kms.endpoint, **creds) if kms else None
+    return s3_cm, kms_cm
 
 
 def run(coro):
@@ -109,7 +108,7 @@ def test_errors_multipart_transfers_and_rotation(servers, s3, bucket, tmp_path):
 
 def test_async_kms_client_from_sync_code_is_refused(servers, kms_key_arn):
     async def main():
-        kms_cm = aio_clients(servers)[1]
+        kms_cm = aio_clients(servers, s3=False)[1]
         async with kms_cm as aio_kms:
             keyring = s3cse.KmsKeyring(kms_key_arn, kms_client=aio_kms)
             with pytest.raises(s3cse.ConfigurationError, match="AsyncEncryptionClient"):
