@@ -900,13 +900,21 @@ def demo(keep_running: bool, size: int) -> None:
 
 
 def _demo_steps(srv: Any, size: int, step: Callable[[str], None]) -> None:
-    from ..core.keyrings import AesKeyring, KmsKeyring
-
     s3, kms = srv.s3_client(), srv.kms_client()
     bucket = "s3cse-demo"
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(
+        s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists
+    ):
         s3.create_bucket(Bucket=bucket)
-    work = Path(tempfile.mkdtemp(prefix="s3cse-demo-"))
+    with tempfile.TemporaryDirectory(prefix="s3cse-demo-") as tmp:
+        _demo_in(Path(tmp), s3, kms, bucket, srv, size, step)
+
+
+def _demo_in(
+    work: Path, s3: Any, kms: Any, bucket: str, srv: Any, size: int, step: Callable[[str], None]
+) -> None:
+    from ..core.keyrings import AesKeyring, KmsKeyring
+
     key_file = work / "master.key"
     keyfiles.write_aes_key(key_file)
     step(f"made a 256-bit AES master key: {key_file} (mode {oct(key_file.stat().st_mode & 0o777)})")
