@@ -11,6 +11,7 @@ and feed it to the decryptor in order; at most ``max_concurrency`` ranges are he
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -356,15 +357,30 @@ def _decrypt_to(
     decryptor: ObjectDecryptor,
     callback: Callable[[int], Any] | None,
 ) -> None:
-    out = bytearray(8 * _MiB + 64)
-    for chunk in chunks:
-        if len(chunk) + 32 > len(out):
-            out = bytearray(len(chunk) + 64)
-        n = decryptor.update_into(chunk, out)
-        if n:
-            sink.write(memoryview(out)[:n])
-            if callback is not None:
-                callback(n)
+    """Decrypt in 1 MiB slices into a ring of three buffers; a writer thread writes
+    them out (file writes release the GIL), overlapping decryption and fetching."""
+    ring = [bytearray(_MiB + 64) for _ in range(3)]
+    pending: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
+    turn = 0
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s3cse-write") as writer:
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                for offset in range(0, len(view), _MiB):
+                    while len(pending) >= len(ring) - 1:  # the buffer about to be reused is free
+                        pending.popleft().result()
+                    out = ring[turn % len(ring)]
+                    turn += 1
+                    n = decryptor.update_into(view[offset : offset + _MiB], out)
+                    if n:
+                        pending.append(writer.submit(sink.write, memoryview(out)[:n]))
+                        if callback is not None:
+                            callback(n)
+            while pending:
+                pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
     last = decryptor.finalize()
     if last:
         sink.write(last)
