@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -122,6 +123,8 @@ class _MultipartState:
     instruction: dict[str, str] | None
     create_args: dict[str, Any]
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    #: (part number, CRC32 of its plaintext, its ciphertext): a failed part can be resent
+    last_part: tuple[int, int, bytes] | None = None
 
 
 @dataclasses.dataclass
@@ -159,6 +162,8 @@ class _EncryptingReader(io.RawIOBase):
         self._consumed = 0  # plaintext bytes taken from the source
         self._position = 0  # ciphertext bytes handed out
         self._tag_sent = False
+        self._digests: list[int] = []  # CRC32 of each plaintext chunk of the first pass
+        self._chunk = 0
 
     def __len__(self) -> int:
         return self._length + _TAG
@@ -182,6 +187,7 @@ class _EncryptingReader(io.RawIOBase):
             raise io.UnsupportedOperation("an encrypting body can only be rewound to its start")
         self._source.seek(self._start)
         self._encryptor.rewind()
+        self._chunk = 0
         self._pending = memoryview(b"")
         self._consumed = self._position = 0
         self._tag_sent = False
@@ -196,6 +202,18 @@ class _EncryptingReader(io.RawIOBase):
                     f"the upload source ended after {self._consumed} of {self._length} bytes; "
                     "it was changed or truncated while being read"
                 )
+            # A rewind replays the same key and IV: the bytes must be the ones already
+            # encrypted, or two plaintexts would share a GCM nonce. Refuse before encrypting.
+            digest = zlib.crc32(data)
+            if self._chunk < len(self._digests):
+                if self._digests[self._chunk] != digest:
+                    raise IntegrityError(
+                        "the upload source changed between botocore's passes over the body; "
+                        "refusing to encrypt different bytes under the same IV"
+                    )
+            else:
+                self._digests.append(digest)
+            self._chunk += 1
             n = self._encryptor.update_into(data, self._out)
             self._consumed += len(data)
             self._pending = memoryview(self._out)[:n]
@@ -398,7 +416,7 @@ class EncryptionClient:
     def _check_user_metadata(self, metadata: Mapping[str, str] | None) -> dict[str, str]:
         user = dict(metadata or {})
         reserved = md.crypto_metadata_keys()
-        clashes = sorted(k for k in user if k.lower() in reserved)
+        clashes = sorted(k for k in user if k.lower().removeprefix("x-amz-meta-") in reserved)
         if clashes:
             raise ConfigurationError(
                 f"user metadata key(s) {', '.join(clashes)} are reserved for the encryption "
@@ -512,7 +530,8 @@ class EncryptionClient:
         """Encrypt and upload the next part; ``IsLastPart=True`` marks the final one.
 
         Parts must come in order (1, 2, 3, ...), each but the last a multiple of 16 bytes
-        (S3 also wants at least 5 MiB). botocore's retries resend the identical ciphertext.
+        (S3 also wants at least 5 MiB). botocore's retries resend the identical ciphertext,
+        and so does calling upload_part again with the last part's number and bytes.
         """
         bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
         state = self._upload_state(kwargs["UploadId"], bucket, key)
@@ -525,13 +544,19 @@ class EncryptionClient:
         source, _ = _plaintext_source(kwargs.pop("Body", b""))
         plaintext = source.read()
         kwargs.pop("ContentLength", None)
+        number, digest = int(kwargs["PartNumber"]), zlib.crc32(plaintext)
         with state.lock:
-            try:
-                kwargs["Body"] = state.multipart.encrypt_part(
-                    int(kwargs["PartNumber"]), plaintext, last=last
-                )
-            except S3CSEError as exc:
-                raise exc.at(bucket, key) from None
+            previous = state.last_part
+            if previous is not None and previous[0] == number and previous[1] == digest:
+                # The same part again (its upload failed): resend the identical ciphertext;
+                # the GCM stream cannot go back to encrypt it a second time.
+                kwargs["Body"] = previous[2]
+            else:
+                try:
+                    kwargs["Body"] = state.multipart.encrypt_part(number, plaintext, last=last)
+                except S3CSEError as exc:
+                    raise exc.at(bucket, key) from None
+                state.last_part = (number, digest, kwargs["Body"])
         return dict(self._s3.upload_part(**kwargs))
 
     def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
@@ -742,7 +767,11 @@ class EncryptionClient:
                     raise RangeNotAllowedError("ranged reads need an AES-GCM object")
                 # Let S3 give its own answer for an unsatisfiable range (416 InvalidRange).
                 kwargs["Range"] = f"bytes={size}-"
-                return dict(self._s3.get_object(**kwargs))
+                kwargs.setdefault("IfMatch", head.get("ETag"))
+                self._s3.get_object(**kwargs)  # answers 416; anything else is not ours to pass on
+                raise IntegrityError(
+                    "the object changed while a ranged read was planned; retry the read"
+                )
             decryptor = begin_ranged_decryption(
                 self._cmm, content, plan, self._config, encryption_context=context
             )
@@ -887,9 +916,7 @@ class EncryptionClient:
         ):
             return "instruction-file"
         try:
-            content = self._content_metadata(
-                Bucket, Key, metadata, md.INSTRUCTION_FILE_SUFFIX, extra
-            )
+            content = self._content_metadata(Bucket, Key, metadata, self._suffix, extra)
             new_file = instruction_file_suffix not in (None, md.INSTRUCTION_FILE_SUFFIX)
             if not new_file and can_unwrap(
                 new_keyring, content, self._config, encryption_context=NewEncryptionContext

@@ -221,6 +221,15 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         )
         self.invalidate_cache(path2)
 
+    async def _rm(self, path: Any, recursive: bool = False, **kwargs: Any) -> Any:
+        # s3fs deletes in bulk on its own client: take the instruction files along.
+        paths = await self._expand_path(path, recursive=recursive)
+        result = await super()._rm(path, recursive=recursive, **kwargs)
+        siblings = [p + md.INSTRUCTION_FILE_SUFFIX for p in paths if self._visible(p)]
+        if siblings:
+            await super()._rm(siblings, **kwargs)
+        return result
+
     async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         await self._pipe_file(path, b"")
 
@@ -341,6 +350,23 @@ class _EncryptingWriteFile(io.RawIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is not None:  # the with block failed: store nothing
+            self.discard()
+        else:
+            self.close()
+
+    def discard(self) -> None:
+        """Abort the upload (if one started) and close without storing anything."""
+        if self.closed:
+            return
+        if self._upload_id is not None:
+            self.fs.encryption.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
+            )
+        self._buffer = bytearray()
+        io.RawIOBase.close(self)
 
     def write(self, data: Any) -> int:
         if self.closed:

@@ -139,3 +139,16 @@ def test_dask_reads_several_partitions(options, bucket):
     frame = dd.read_csv(f"s3cse://{bucket}/dask/p*.csv", storage_options=options)
     assert frame.npartitions == 3
     assert int(frame["v"].sum().compute()) == 3 * sum(range(100))
+
+
+def test_failed_write_stores_nothing_and_rm_takes_instruction_files(fs, options, s3, bucket, key_file):
+    with pytest.raises(RuntimeError), fs.open(f"{bucket}/half.bin", "wb") as f:
+        f.write(os.urandom(9 * MiB))
+        raise RuntimeError("producer failed")
+    assert not fs.exists(f"{bucket}/half.bin")
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    instr = fsspec.filesystem("s3cse", skip_instance_cache=True, instruction_file=True, **options)
+    instr.pipe_file(f"{bucket}/r/a", b"x")
+    instr.pipe_file(f"{bucket}/r/b", b"y")
+    instr.rm(f"{bucket}/r", recursive=True)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="r/").get("KeyCount", 0) == 0

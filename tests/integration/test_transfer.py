@@ -149,8 +149,10 @@ def test_multipart_api(s3, bucket, kms_keyring):
     with pytest.raises(s3cse.MultipartSequenceError, match="expected part 1"):
         client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=2, Body=part2)
     r1 = client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=1, Body=part1)
+    again = client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=1, Body=part1)
+    assert again["ETag"] == r1["ETag"]  # a resent part carries the identical ciphertext
     with pytest.raises(s3cse.MultipartSequenceError, match="expected part 2, got part 1"):
-        client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=1, Body=part1)
+        client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=1, Body=part1[:-16])
     with pytest.raises(s3cse.MultipartSequenceError, match="never uploaded"):
         client.complete_multipart_upload(Bucket=bucket, Key="manual", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}]})
     r2 = client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=2, Body=part2, IsLastPart=True)

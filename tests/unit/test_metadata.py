@@ -269,3 +269,21 @@ def test_instruction_file_decoder_raises_only_library_errors(body):
         s3cse.decode_instruction_file(body)
     except s3cse.S3CSEError:
         pass
+
+
+def test_hostile_parser_inputs_stay_library_errors():
+    with pytest.raises(s3cse.MalformedMetadataError):
+        s3cse.decode_instruction_file(b"[" * 60000)
+    with pytest.raises(s3cse.MalformedMetadataError):
+        parse_metadata({**V2_FIELDS, "x-amz-matdesc": "[" * 60000})
+    with pytest.raises(s3cse.MalformedMetadataError):
+        parse_metadata({**V2_FIELDS, "x-amz-unencrypted-content-length": "\u00b2"})
+    with pytest.raises(s3cse.MalformedMetadataError):
+        parse_metadata({**V2_FIELDS, 7: "x"})
+
+
+def test_encoded_words_inside_json_are_left_alone():
+    matdesc = '{"note":"x =?utf-8?q?a?= y"}'
+    assert parse_metadata({**V2_FIELDS, "x-amz-matdesc": matdesc}).material_description == {"note": "x =?utf-8?q?a?= y"}
+    file = {**V2_FIELDS, "x-amz-matdesc": '{"n":"=?UTF-8?B?w6k=?="}'}
+    assert parse_metadata({}, file).material_description == {"n": "=?UTF-8?B?w6k=?="}

@@ -565,7 +565,15 @@ def _copy_recursive(
             if isinstance(target, S3Url):
                 dst: S3Url | str = S3Url(target.bucket, _join_key(target.key, relative))
             else:
-                dst = os.path.join(target, *relative.split("/"))
+                local = local_destination(target, relative)
+                if local is None:
+                    click.echo(
+                        f"s3cse: skipping s3://{source.bucket}/{key}: its name would write "
+                        f"outside {target}",
+                        err=True,
+                    )
+                    continue
+                dst = local
             pairs.append((S3Url(source.bucket, key), dst, max(0, int(item["Size"]) - 16)))
     else:
         if source == "-" or not os.path.isdir(source):
@@ -594,6 +602,19 @@ def _copy_recursive(
             click.echo(f"s3cse: error: {exc}", err=True)
     if failures:
         raise CliError(f"{failures} of {len(pairs)} files failed")
+
+
+def local_destination(folder: str, relative_key: str) -> str | None:
+    """Where an object named ``relative_key`` lands under ``folder``, or None when its name
+    (``..``, empty parts, absolute paths) would put it anywhere else."""
+    parts = relative_key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    path = os.path.join(folder, *parts)
+    root = os.path.realpath(folder)
+    if not os.path.realpath(path).startswith(root + os.sep):
+        return None
+    return path
 
 
 def _join_key(prefix: str, relative: str) -> str:

@@ -201,7 +201,8 @@ def decode_metadata_value(value: str) -> str:
     S3 returns such values either RFC 2047-encoded (``=?UTF-8?B?...?=``) or as
     their UTF-8 bytes shown as Latin-1 characters. ASCII values are unchanged.
     """
-    if "=?" in value and "?=" in value:
+    stripped = value.strip()
+    if stripped.startswith("=?") and stripped.endswith("?="):  # the whole value is encoded
         try:
             return str(email.header.make_header(email.header.decode_header(value)))
         except (ValueError, LookupError, UnicodeDecodeError, email.errors.HeaderParseError):
@@ -214,15 +215,19 @@ def decode_metadata_value(value: str) -> str:
         return value
 
 
-def _normalise(metadata: Mapping[str, str]) -> dict[str, str]:
+def _normalise(metadata: Mapping[str, str], *, from_s3: bool = True) -> dict[str, str]:
+    """Lower-case names without ``x-amz-meta-``; values as S3 meant them (S3 encodes
+    object metadata, never instruction-file JSON, so only ``from_s3`` values are decoded)."""
     out: dict[str, str] = {}
     for name, value in metadata.items():
+        if not isinstance(name, str):
+            raise MalformedMetadataError("a metadata name is not a string")
         key = name.lower()
         if key.startswith("x-amz-meta-"):
             key = key[len("x-amz-meta-") :]
         if not isinstance(value, str):
             raise MalformedMetadataError(f"metadata value of {key} is not a string", field=key)
-        out[key] = decode_metadata_value(value)
+        out[key] = decode_metadata_value(value) if from_s3 else value
     return out
 
 
@@ -252,7 +257,7 @@ def _json_map(fields: Mapping[str, str], name: str) -> dict[str, str]:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise MalformedMetadataError(
             f"crypto metadata field {name} is not valid JSON", field=name
         ) from None
@@ -269,7 +274,7 @@ def _length(fields: Mapping[str, str]) -> int | None:
     raw = fields.get(UNENCRYPTED_LENGTH)
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise MalformedMetadataError(
             f"crypto metadata field {UNENCRYPTED_LENGTH} is not a non-negative integer",
             field=UNENCRYPTED_LENGTH,
@@ -324,7 +329,7 @@ def parse_metadata(
     obj = _normalise(object_metadata)
     obj_keys = set(obj) & _ALL_CRYPTO_KEYS
     _check_single_family(obj_keys, "the object's metadata")
-    file = _normalise(instruction_file) if instruction_file is not None else None
+    file = _normalise(instruction_file, from_s3=False) if instruction_file is not None else None
     file_keys = set(file) & _ALL_CRYPTO_KEYS if file is not None else set()
     if file is not None:
         _check_single_family(file_keys, "the instruction file")
@@ -562,7 +567,7 @@ def decode_instruction_file(body: bytes) -> dict[str, str]:
     """Parse an instruction file body; raise MalformedMetadataError if it is not one."""
     try:
         value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedMetadataError("the instruction file is not valid JSON") from None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
