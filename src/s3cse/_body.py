@@ -6,7 +6,13 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["DecryptedBody"]
+__all__ = ["DecryptedBody", "split_lines"]
+
+
+def split_lines(pending: bytes, chunk: bytes, keepends: bool) -> tuple[list[bytes], bytes]:
+    """The complete lines in ``pending + chunk``, and the unfinished rest."""
+    lines = (pending + chunk).splitlines(True)
+    return [line.splitlines(keepends)[0] for line in lines[:-1]], lines[-1]
 
 
 class DecryptedBody(io.RawIOBase):
@@ -74,6 +80,11 @@ class DecryptedBody(io.RawIOBase):
                 self._amount_read += len(self._current)
                 self._current = memoryview(b"")
             return b"".join(parts)
+        if len(self._current) >= amt:  # the common case: one copy
+            data = bytes(self._current[:amt])
+            self._current = self._current[amt:]
+            self._amount_read += amt
+            return data
         out = bytearray()
         while len(out) < amt:
             if not len(self._current) and not self._next_piece():
@@ -101,10 +112,8 @@ class DecryptedBody(io.RawIOBase):
         """Yield lines, as botocore's StreamingBody does."""
         pending = b""
         for chunk in self.iter_chunks(chunk_size):
-            lines = (pending + chunk).splitlines(True)
-            for line in lines[:-1]:
-                yield line.splitlines(keepends)[0]
-            pending = lines[-1]
+            lines, pending = split_lines(pending, chunk, keepends)
+            yield from lines
         if pending:
             yield pending.splitlines(keepends)[0]
 

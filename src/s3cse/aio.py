@@ -24,6 +24,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from ._body import split_lines
 from ._bridge import LOOP, run_awaitable
 from .client import EncryptionClient
 from .errors import ConfigurationError
@@ -141,10 +142,9 @@ class AsyncDecryptedBody:
     ) -> AsyncIterator[bytes]:
         pending = b""
         async for chunk in self.iter_chunks(chunk_size):
-            lines = (pending + chunk).splitlines(True)
-            for line in lines[:-1]:
-                yield line.splitlines(keepends)[0]
-            pending = lines[-1]
+            lines, pending = split_lines(pending, chunk, keepends)
+            for line in lines:
+                yield line
         if pending:
             yield pending.splitlines(keepends)[0]
 

@@ -224,14 +224,7 @@ def start_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Ser
         f"-admin.port={ap}",
         f"-admin.port.grpc={ag}",
     ]
-    process, log = _spawn(argv, root, "weed.log")
-    endpoint = f"http://127.0.0.1:{sp}"
-    try:
-        _wait_http(endpoint + "/", process, log, timeout)
-    except BaseException:
-        ServerProcess("s3", endpoint, process.pid, str(root)).stop()
-        raise
-    return ServerProcess("s3", endpoint, process.pid, str(root))
+    return _launch("s3", argv, root, f"http://127.0.0.1:{sp}", "/", timeout)
 
 
 def start_kms(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> ServerProcess:
@@ -240,14 +233,21 @@ def start_kms(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Se
     root.mkdir(parents=True, exist_ok=True)
     (port,) = free_ports(1)
     argv = [_executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    process, log = _spawn(argv, root, "moto.log")
-    endpoint = f"http://127.0.0.1:{port}"
+    return _launch("kms", argv, root, f"http://127.0.0.1:{port}", "/moto-api/", timeout)
+
+
+def _launch(
+    name: str, argv: list[str], root: Path, endpoint: str, ready_path: str, timeout: float
+) -> ServerProcess:
+    """Spawn a server and wait until it answers; stop it again if it never does."""
+    process, log = _spawn(argv, root, f"{name}.log")
+    server = ServerProcess(name, endpoint, process.pid, str(root))
     try:
-        _wait_http(endpoint + "/moto-api/", process, log, timeout)
+        _wait_http(endpoint + ready_path, process, log, timeout)
     except BaseException:
-        ServerProcess("kms", endpoint, process.pid, str(root)).stop()
+        server.stop()
         raise
-    return ServerProcess("kms", endpoint, process.pid, str(root))
+    return server
 
 
 @dataclasses.dataclass

@@ -31,10 +31,11 @@ from ..errors import (
     NotEncryptedError,
     S3CSEError,
 )
+from ..local import LOCAL_KMS_ALIAS
 from . import keys as keyfiles
 from .progress import Progress
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTEGRITY = 0, 1, 2, 3
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTEGRITY = 1, 2, 3
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -97,8 +98,6 @@ def _run(debug: bool, action: Callable[[], None]) -> None:
         remedy = _remedy(exc)
         if remedy:
             click.echo(f"s3cse: {remedy}", err=True)
-        elif isinstance(exc, S3CSEError) and not isinstance(exc, IntegrityError):
-            pass
         sys.exit(_exit_code(exc))
 
 
@@ -970,7 +969,7 @@ def _demo_in(
     step(f"read it back through s3cse: {len(back)} bytes, sha256 {'matches' if ok else 'DIFFERS'}")
     if not ok:
         raise CliError("the demo read back different bytes")
-    kms_ring = KmsKeyring(srv.kms_key_id or servers_alias(), kms_client=kms)
+    kms_ring = KmsKeyring(srv.kms_key_id or LOCAL_KMS_ALIAS, kms_client=kms)
     etag_before = s3.head_object(Bucket=bucket, Key="records/patients.csv")["ETag"]
     client.reencrypt(bucket, "records/patients.csv", kms_ring)
     after = s3.head_object(Bucket=bucket, Key="records/patients.csv")
@@ -990,12 +989,3 @@ def _demo_in(
         old_key = f"is refused ({type(exc).__name__})"
     step(f"read it with the KMS key: sha256 matches; the old AES key {old_key}")
     step("done: encrypted client-side, stored as ciphertext, verified, rotated.")
-
-
-def servers_alias() -> str:
-    from ..local import LOCAL_KMS_ALIAS
-
-    return LOCAL_KMS_ALIAS
-
-
-_ = (EXIT_OK, EXIT_USAGE)
