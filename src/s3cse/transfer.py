@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 
+from ._bridge import cooperate
 from .core.envelope import ObjectDecryptor
 from .core.suites import GCM_MAX_PLAINTEXT_LENGTH
 from .errors import ConfigurationError, IntegrityError, PlaintextTooLargeError, S3CSEError
@@ -188,7 +189,7 @@ def _multipart_upload(
     done_parts: list[dict[str, Any]] = []
     lock = threading.Lock()
 
-    def send(number: int, ciphertext: bytes, plaintext_size: int) -> None:
+    def send(number: int, ciphertext: bytes | bytearray, plaintext_size: int) -> None:
         try:
             response = s3.upload_part(
                 Bucket=bucket,
@@ -232,7 +233,11 @@ def _multipart_upload(
                         f"the stream exceeded the AES-GCM limit of {GCM_MAX_PLAINTEXT_LENGTH} "
                         "bytes for one object"
                     )
-                ciphertext = multipart.encrypt_part(number, plaintext, last=last)
+                # Into a fresh buffer (update_into is several times faster than update),
+                # sized exactly so botocore sees a plain bytearray body.
+                ciphertext = bytearray(len(plaintext) + 31)
+                del ciphertext[multipart.encrypt_part_into(number, plaintext, ciphertext, last=last) :]
+                cooperate()
                 futures.append(
                     pool.submit(
                         contextvars.copy_context().run, send, number, ciphertext, len(plaintext)
@@ -344,6 +349,7 @@ def download(
                 if len(chunk) + 32 > len(scratch):
                     scratch = bytearray(len(chunk) + 64)
                 verifier.update_into(chunk, scratch)
+                cooperate()
             verifier.finalize()
             spool.seek(0)
             _decrypt_to(sink, iter(lambda: spool.read(_MiB), b""), decryptor, callback)
@@ -372,6 +378,7 @@ def _decrypt_to(
                     out = ring[turn % len(ring)]
                     turn += 1
                     n = decryptor.update_into(view[offset : offset + _MiB], out)
+                    cooperate()
                     if n:
                         pending.append(writer.submit(sink.write, memoryview(out)[:n]))
                         if callback is not None:

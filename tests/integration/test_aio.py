@@ -19,10 +19,13 @@ from s3cse.local import ACCESS_KEY, REGION, SECRET_KEY
 MiB = 1024 * 1024
 
 
-def aio_clients(servers, kms: bool = True, s3: bool = True):
+def aio_clients(servers, kms: bool = True, s3: bool = True, sign_payload: bool | None = None):
     session = get_session()
     creds = {"region_name": REGION, "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
-    s3_cm = session.create_client("s3", endpoint_url=servers.s3.endpoint, config=Config(s3={"addressing_style": "path"}), **creds) if s3 else None
+    s3_config: dict = {"addressing_style": "path"}
+    if sign_payload is not None:
+        s3_config["payload_signing_enabled"] = sign_payload
+    s3_cm = session.create_client("s3", endpoint_url=servers.s3.endpoint, config=Config(s3=s3_config), **creds) if s3 else None
     kms_cm = session.create_client("kms", endpoint_url=servers.kms.endpoint, **creds) if kms else None
     return s3_cm, kms_cm
 
@@ -117,12 +120,19 @@ def test_async_kms_client_from_sync_code_is_refused(servers, kms_key_arn):
     run(main())
 
 
-def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, tmp_path):
-    src = tmp_path / "big"
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory):
+    src = tmp_path_factory.mktemp("lag") / "big"
     with open(src, "wb") as f:
         block = os.urandom(MiB)
         for _ in range(512):
             f.write(block)
+    return src
+
+
+def _move_512_mib_and_measure_lag(servers, bucket, kms_key_arn, src, out, sign_payload):
+    """upload_file, get_object + read, download_file of 512 MiB, with a 5 ms ticker on
+    the loop; returns the lags seen (seconds)."""
     lags: list[float] = []
 
     async def ticker(stop: asyncio.Event) -> None:
@@ -132,7 +142,7 @@ def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, tmp_p
             lags.append(time.perf_counter() - started - 0.005)
 
     async def main():
-        s3_cm, kms_cm = aio_clients(servers)
+        s3_cm, kms_cm = aio_clients(servers, sign_payload=sign_payload)
         async with s3_cm as aio_s3, kms_cm as aio_kms:
             client = AsyncEncryptionClient(aio_s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=aio_kms))
             await client.put_object(Bucket=bucket, Key="warm", Body=os.urandom(2 * MiB))  # first-call set-up
@@ -143,7 +153,7 @@ def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, tmp_p
             digest = hashlib.sha256()
             async for chunk in response["Body"].iter_chunks(MiB):
                 digest.update(chunk)
-            await client.download_file(bucket, "big", str(tmp_path / "out"))
+            await client.download_file(bucket, "big", str(out))
             stop.set()
             await tick
             return digest.hexdigest()
@@ -151,10 +161,26 @@ def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, tmp_p
     digest = run(main())
     expected = hashlib.sha256(src.read_bytes()).hexdigest()
     assert digest == expected
-    assert hashlib.sha256((tmp_path / "out").read_bytes()).hexdigest() == expected
-    lags.sort()
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == expected
+    out.unlink()
+    return sorted(lags)
+
+
+def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, big_file, tmp_path):
+    # As aiobotocore talks to S3 over HTTPS: the body is covered by the CRC32 checksum
+    # (computed by s3cse on a worker thread) and not hashed again for SigV4.
+    lags = _move_512_mib_and_measure_lag(servers, bucket, kms_key_arn, big_file, tmp_path / "out", False)
     p99, worst = lags[int(len(lags) * 0.99)], lags[-1]
-    print(f"event loop lag moving 512 MiB: p99 {p99 * 1000:.1f} ms, max {worst * 1000:.1f} ms")
-    # s3cse's crypto runs off the loop; what remains on it is aiobotocore's own work, whose
-    # longest step over plain HTTP (SigV4 hashing of a part body) shows as rare spikes.
+    print(f"event loop lag moving 512 MiB (unsigned payload): p99 {p99 * 1000:.1f} ms, max {worst * 1000:.1f} ms")
+    assert worst < 0.050, f"event loop lag reached {worst * 1000:.1f} ms (p99 {p99 * 1000:.1f} ms)"
+
+
+def test_event_loop_lag_with_signed_payloads_over_http(servers, bucket, kms_key_arn, big_file, tmp_path):
+    # Over plain HTTP botocore always SHA-256-signs request bodies, on the event loop
+    # (aiobotocore's own work, about 5 ms per 8 MiB part here, plus its wait for the
+    # GIL). Plain aiobotocore moving the same bytes shows spikes of 80-110 ms on the
+    # 2-core test machine; s3cse must not add to that: the bulk of the ticks stays short.
+    lags = _move_512_mib_and_measure_lag(servers, bucket, kms_key_arn, big_file, tmp_path / "out", None)
+    p99, worst = lags[int(len(lags) * 0.99)], lags[-1]
+    print(f"event loop lag moving 512 MiB (signed payload, HTTP): p99 {p99 * 1000:.1f} ms, max {worst * 1000:.1f} ms")
     assert p99 < 0.050, f"p99 event loop lag {p99 * 1000:.1f} ms (max {worst * 1000:.1f} ms)"

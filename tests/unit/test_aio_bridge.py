@@ -1,0 +1,98 @@
+"""The async shell's plumbing, without servers: hand-over to the loop, checksums off it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import threading
+import time
+import zlib
+
+from botocore.config import Config
+
+from s3cse import _bridge
+from s3cse.aio import _SyncS3
+
+
+def test_cooperate_without_a_loop_returns_at_once():
+    started = time.perf_counter()
+    for _ in range(1000):
+        _bridge.cooperate()
+    assert time.perf_counter() - started < 0.5
+
+
+def test_cooperate_lets_the_loop_run_a_callback():
+    ran_on_loop: list[str] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def spy(callback, *args):
+            if getattr(callback, "__qualname__", "") == "Event.set":  # cooperate's hand-over
+                ran_on_loop.append(threading.current_thread().name)
+            return original(callback, *args)
+
+        loop.call_soon_threadsafe = spy  # type: ignore[method-assign]
+
+        def worker():
+            _bridge.LOOP.set(loop)
+            _bridge._last_hand_over.at = 0.0
+            _bridge.cooperate()  # busy long enough: hands over
+            _bridge.cooperate()  # right after a hand-over: does not
+            time.sleep(_bridge._HAND_OVER_EVERY * 2)
+            _bridge.cooperate()  # hands over again
+
+        await loop.run_in_executor(None, contextvars.copy_context().run, worker)
+
+    asyncio.run(main())
+    assert len(ran_on_loop) == 2
+
+
+def test_cooperate_with_a_closed_loop_does_not_block():
+    loop = asyncio.new_event_loop()
+    loop.close()
+
+    def worker():
+        _bridge.LOOP.set(loop)
+        _bridge._last_hand_over.at = 0.0
+        _bridge.cooperate()
+
+    started = time.perf_counter()
+    contextvars.copy_context().run(worker)
+    assert time.perf_counter() - started < 0.5
+
+
+class _RecordingS3:
+    """Stands in for an aiobotocore client: records what the async shell sends."""
+
+    def __init__(self, config: Config):
+        self.meta = type("Meta", (), {"config": config})()
+        self.exceptions = None
+        self.calls: list[dict] = []
+
+    def upload_part(self, **kwargs):
+        self.calls.append(kwargs)
+        return {"ETag": '"x"'}
+
+
+def test_crc32_of_a_large_body_is_computed_on_the_worker():
+    recorder = _RecordingS3(Config())
+    body = bytes(range(256)) * 8192  # 2 MiB
+    _SyncS3(recorder).upload_part(Bucket="b", Key="k", UploadId="u", PartNumber=1, Body=body)
+    expected = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    assert recorder.calls[0]["ChecksumCRC32"] == expected
+
+
+def test_a_requested_checksum_or_a_small_body_is_left_to_botocore():
+    recorder = _RecordingS3(Config())
+    body = b"\0" * (2 * 1024 * 1024)
+    sync = _SyncS3(recorder)
+    sync.upload_part(Body=body, ChecksumAlgorithm="SHA256")
+    sync.upload_part(Body=body, ChecksumSHA256="abc=")
+    sync.upload_part(Body=b"small")
+    assert all("ChecksumCRC32" not in call for call in recorder.calls)
+    when_required = _RecordingS3(Config(request_checksum_calculation="when_required"))
+    _SyncS3(when_required).upload_part(Body=body)
+    assert "ChecksumCRC32" not in when_required.calls[0]
