@@ -19,15 +19,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import inspect
+import io
+import itertools
+import os
+import tempfile
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from ._body import split_lines
-from ._bridge import LOOP, run_awaitable
+from ._bridge import LOOP, cooperate, run_awaitable
 from .client import EncryptionClient
 from .errors import ConfigurationError
 
@@ -74,12 +79,48 @@ class _SyncPaginator:
                 return
 
 
-#: aiobotocore checksums and signs a request body on the event loop (about 1 ms per MiB
-#: here); at most this many large bodies are in preparation at once, to bound loop lag.
-_BODY_SLOTS = 2
+#: In-memory bodies from this size on get their CRC32 computed on the worker.
 _LARGE_BODY = 1024 * 1024
 _READ_PIECE = 1024 * 1024
+_SPOOL_ABOVE = 8 * 1024 * 1024  # stream bodies up to this size are read into memory
 _CHECKSUMMED = frozenset({"put_object", "upload_part"})
+
+
+class _Spooled(io.BufferedRandom):
+    """A ciphertext spool handed to aiobotocore as a request body."""
+
+    crc32 = 0
+
+
+def _read_off_loop(body: Any, cleanup: contextlib.ExitStack) -> Any:
+    """``body``'s bytes, read on this worker: as bytes when small, else in a spool file
+    (closed by ``cleanup``) that aiobotocore can reread cheaply."""
+    pieces: list[bytes] = []
+    size = 0
+    while size <= _SPOOL_ABOVE:
+        piece = body.read(_READ_PIECE)
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+        size += len(piece)
+        cooperate()
+    fd, name = tempfile.mkstemp(prefix="s3cse-body-")
+    os.unlink(name)
+    spool = cleanup.enter_context(_Spooled(io.FileIO(fd, "w+b")))
+    crc = 0
+    for piece in itertools.chain(pieces, iter(functools.partial(body.read, _READ_PIECE), b"")):
+        spool.write(piece)
+        crc = zlib.crc32(piece, crc)
+        cooperate()
+    spool.flush()
+    spool.seek(0)
+    spool.crc32 = crc
+    return spool
+
+
+def _crc32_of(body: bytes | bytearray | _Spooled) -> str:
+    crc = body.crc32 if isinstance(body, _Spooled) else zlib.crc32(body)
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
 
 
 class _SyncS3:
@@ -89,27 +130,14 @@ class _SyncS3:
         self._client = client
         self.exceptions = client.exceptions
         self.meta = client.meta
-        self._slots: asyncio.Semaphore | None = None
-
-    async def _limited(
-        self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
-    ) -> Any:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(_BODY_SLOTS)
-        async with self._slots:
-            return await method(*args, **kwargs)
-
-    @staticmethod
-    def _large(body: Any) -> bool:
-        try:
-            return len(body) >= _LARGE_BODY
-        except TypeError:
-            return body is not None
 
     def _checksum_here(self, kwargs: dict[str, Any]) -> bool:
-        """Whether botocore would add a CRC32 of this in-memory body by itself."""
+        """Whether botocore would add a CRC32 of this large body by itself."""
         body = kwargs.get("Body")
-        if not isinstance(body, bytes | bytearray) or len(body) < _LARGE_BODY:
+        if isinstance(body, bytes | bytearray):
+            if len(body) < _LARGE_BODY:
+                return False
+        elif not isinstance(body, _Spooled):
             return False
         if any(k.startswith("Checksum") and k != "ChecksumAlgorithm" for k in kwargs):
             return False
@@ -128,16 +156,19 @@ class _SyncS3:
 
         @functools.wraps(attribute)
         def call(*args: Any, **kwargs: Any) -> Any:
-            if name in _CHECKSUMMED and self._checksum_here(kwargs):
-                # botocore would compute this on the event loop; do it on this worker.
-                crc = zlib.crc32(kwargs["Body"]).to_bytes(4, "big")
-                kwargs["ChecksumCRC32"] = base64.b64encode(crc).decode("ascii")
-            if inspect.iscoroutinefunction(attribute) and self._large(kwargs.get("Body")):
-                result = run_awaitable(self._limited(attribute, *args, **kwargs))
-            else:
+            with contextlib.ExitStack() as cleanup:
+                if name in _CHECKSUMMED:
+                    body = kwargs.get("Body")
+                    if body is not None and not isinstance(body, bytes | bytearray | str):
+                        # A stream (s3cse's encrypting reader): botocore would read it,
+                        # encrypting, on the event loop, once per pass. Read it here.
+                        kwargs["Body"] = _read_off_loop(body, cleanup)
+                    if self._checksum_here(kwargs):
+                        # botocore would compute this on the event loop; do it here.
+                        kwargs["ChecksumCRC32"] = _crc32_of(kwargs["Body"])
                 result = attribute(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = run_awaitable(result)
+                if inspect.isawaitable(result):
+                    result = run_awaitable(result)
             if isinstance(result, dict) and "Body" in result and hasattr(result["Body"], "read"):
                 result = dict(result, Body=_SyncBody(result["Body"]))
             return result

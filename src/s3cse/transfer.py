@@ -236,7 +236,8 @@ def _multipart_upload(
                 # Into a fresh buffer (update_into is several times faster than update),
                 # sized exactly so botocore sees a plain bytearray body.
                 ciphertext = bytearray(len(plaintext) + 31)
-                del ciphertext[multipart.encrypt_part_into(number, plaintext, ciphertext, last=last) :]
+                size = multipart.encrypt_part_into(number, plaintext, ciphertext, last=last)
+                del ciphertext[size:]
                 cooperate()
                 futures.append(
                     pool.submit(

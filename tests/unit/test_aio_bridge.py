@@ -96,3 +96,37 @@ def test_a_requested_checksum_or_a_small_body_is_left_to_botocore():
     when_required = _RecordingS3(Config(request_checksum_calculation="when_required"))
     _SyncS3(when_required).upload_part(Body=body)
     assert "ChecksumCRC32" not in when_required.calls[0]
+
+
+class _Stream:
+    """A file-like body that hands out short reads, like a socket or a pipe."""
+
+    def __init__(self, data: bytes):
+        self._data = memoryview(data)
+
+    def read(self, amt: int = -1) -> bytes:
+        amt = min(amt if amt >= 0 else len(self._data), 100_000)
+        piece, self._data = bytes(self._data[:amt]), self._data[amt:]
+        return piece
+
+
+def test_a_stream_body_is_read_on_the_worker_small_into_bytes_large_into_a_spool():
+    recorder = _RecordingS3(Config())
+    recorder.put_object = recorder.upload_part  # type: ignore[attr-defined]
+    sync = _SyncS3(recorder)
+    small, large = bytes(range(256)) * 4096, bytes(range(256)) * 50_000  # 1 MiB, 12.2 MiB
+    sync.put_object(Bucket="b", Key="small", Body=_Stream(small))
+    seen: list[bytes] = []
+    original = recorder.upload_part
+
+    def reading(**kwargs):
+        seen.append(kwargs["Body"].read())  # what aiobotocore would send, read while open
+        return original(**kwargs)
+
+    recorder.put_object = reading  # type: ignore[attr-defined]
+    sync.put_object(Bucket="b", Key="large", Body=_Stream(large))
+    first, second = recorder.calls
+    assert first["Body"] == small and isinstance(first["Body"], bytes)
+    assert seen == [large]
+    assert second["ChecksumCRC32"] == base64.b64encode(zlib.crc32(large).to_bytes(4, "big")).decode()
+    assert second["Body"].closed  # the spool is gone once the request is done
