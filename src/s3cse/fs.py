@@ -24,7 +24,7 @@ from typing import Any
 
 import s3fs
 
-from .client import EncryptionClient, read_content_metadata
+from .client import EncryptionClient, read_content_metadata, without_redundant_checksum
 from .core import metadata as md
 from .core.envelope import ObjectDecryptor
 from .core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
@@ -284,6 +284,7 @@ class _VerifiedReadFile(io.RawIOBase):
                 raise NotEncryptedError(
                     "s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client"
                 ).at(bucket, key)
+            body = without_redundant_checksum(body)  # the GCM tag covers every byte
             self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the file
             scratch = bytearray(_MiB + 64)
             while chunk := body.read(_MiB):

@@ -41,3 +41,22 @@ def test_prefixed_reserved_metadata_names_are_refused():
     client = s3cse.EncryptionClient(S3(), keyring=s3cse.AesKeyring(b"\x09" * 32))
     with pytest.raises(s3cse.ConfigurationError, match="reserved"):
         client.put_object(Bucket="b", Key="k", Body=b"x", Metadata={"x-amz-meta-x-amz-iv": "1"})
+
+
+def test_gcm_bodies_skip_botocore_crc_but_keep_the_length_check():
+    import io
+
+    from botocore.exceptions import IncompleteReadError
+    from botocore.httpchecksum import Crc32Checksum, StreamingChecksumBody
+
+    from s3cse.client import without_redundant_checksum
+
+    data = b"ciphertext" * 1000
+    checked = StreamingChecksumBody(io.BytesIO(data), str(len(data)), Crc32Checksum(), "AAAAAA==")  # header text, as botocore passes it
+    plain = without_redundant_checksum(checked)
+    assert plain is not checked and plain.read() == data  # no CRC pass, no CRC error
+    short = StreamingChecksumBody(io.BytesIO(data[:-1]), str(len(data)), Crc32Checksum(), None)
+    with pytest.raises(IncompleteReadError):
+        without_redundant_checksum(short).read()
+    other = io.BytesIO(data)
+    assert without_redundant_checksum(other) is other
