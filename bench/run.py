@@ -81,7 +81,8 @@ class Bench:
         self.env = {**os.environ, **srv.environment}
 
     def worker(self, impl: str, keyring: str, op: str, size: int, count: int, key: str,
-               repeat: int | None = None, sample: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+               repeat: int | None = None, sample: list[tuple[float, float]] | None = None,
+               warmup: int = 1) -> dict[str, Any]:
         src = self.work / f"src-{size}.bin"
         make_file(src, size)
         argv = [
@@ -91,6 +92,7 @@ class Bench:
             "--rsa-key", str(self.rsa_key), "--bucket", self.bucket, "--key", key,
             "--src", str(src), "--dst", str(self.work / "dst.bin"),
             "--size", str(size), "--count", str(count), "--repeat", str(repeat or self.repeat),
+            "--warmup", str(warmup),
         ]
         if op.endswith("_delayed"):
             argv.append("--delayed")
@@ -249,7 +251,7 @@ def run_memory(bench: Bench, out: Path) -> None:
     for ax, op in zip(axes, OPS):
         for label, size in (("512 MiB", 512 * MiB), ("2 GiB", 2048 * MiB)):
             samples: list[tuple[float, float]] = []
-            result = bench.worker("s3cse", "kms", op, size, 1, f"mem-{size}" + ("-f" if "file" in op else ""), repeat=1, sample=samples)
+            result = bench.worker("s3cse", "kms", op, size, 1, f"mem-{size}" + ("-f" if "file" in op else ""), repeat=1, sample=samples, warmup=0)
             if "error" in result:
                 rows.append((op, label, None, None, result["error"]))
                 continue

@@ -360,7 +360,7 @@ def download(
 
 def _decrypt_to(
     sink: Any,
-    chunks: Iterator[bytes],
+    chunks: Iterator[bytes | memoryview],
     decryptor: ObjectDecryptor,
     callback: Callable[[int], Any] | None,
 ) -> None:
@@ -404,8 +404,9 @@ def _ciphertext_chunks(
     etag: str | None,
     extra: Mapping[str, Any],
     settings: TransferSettings,
-) -> Iterator[bytes]:
-    """Yield the object's ciphertext in order, fetched by concurrent ranged GETs."""
+) -> Iterator[memoryview | bytes]:
+    """Yield the object's ciphertext in order, fetched by concurrent ranged GETs (each
+    piece is valid until the next one is asked for)."""
     s3 = client.s3_client
     get_args = {
         k: v
@@ -427,31 +428,71 @@ def _ciphertext_chunks(
     if not ranges:
         return
 
-    def fetch(first: int, last: int) -> bytes:
+    # Ranges are read into reused buffers: at most max_concurrency are being fetched and
+    # one is being consumed, so the peak is fixed, with no 8 MiB allocation per range
+    # (which fragments the heap across the fetching threads' malloc arenas).
+    free_buffers: list[bytearray] = []
+    buffers_lock = threading.Lock()
+
+    def take_buffer() -> bytearray:
+        with buffers_lock:
+            if free_buffers:
+                return free_buffers.pop()
+        return bytearray(min(chunk, size))
+
+    def give_back(buffer: bytearray) -> None:
+        with buffers_lock:
+            free_buffers.append(buffer)
+
+    def fetch(first: int, last: int) -> tuple[bytearray | None, memoryview | bytes]:
         # botocore retries a request that fails before its response; a body cut off
         # mid-read is retried here, a bounded number of times, as s3transfer does.
-        for attempt in range(_RANGE_ATTEMPTS):
-            try:
-                response = s3.get_object(
-                    Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **get_args
-                )
-                with contextlib.closing(response["Body"]) as body:
-                    data: bytes = body.read()
-            except S3_RETRYABLE_DOWNLOAD_ERRORS:
-                if attempt + 1 == _RANGE_ATTEMPTS:
-                    raise
-                log.debug("ranged read %s-%s of %s cut off; retrying", first, last, key)
-                continue
-            if len(data) != last - first + 1:
-                raise IntegrityError(
-                    f"ranged read of bytes {first}-{last} returned {len(data)} bytes: the "
-                    "object changed or the connection was cut"
-                )
-            return data
-        raise AssertionError("unreachable")
+        want = last - first + 1
+        buffer: bytearray | None = None
+        try:
+            for attempt in range(_RANGE_ATTEMPTS):
+                try:
+                    response = s3.get_object(
+                        Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **get_args
+                    )
+                    with contextlib.closing(response["Body"]) as body:
+                        if hasattr(body, "readinto") and response.get("ContentLength") == want:
+                            if buffer is None:
+                                buffer = take_buffer()
+                            view = memoryview(buffer)[:want]
+                            # In 1 MiB steps: urllib3's readinto reads into a temporary
+                            # bytes object of the requested size first.
+                            got = 0
+                            while got < want:
+                                step = min(_MiB, want - got)
+                                n = _readinto_exactly(body, view[got : got + step])
+                                got += n
+                                if n < step:  # the body ended early
+                                    break
+                            data: memoryview | bytes = view[:got]
+                        else:
+                            data = body.read()
+                except S3_RETRYABLE_DOWNLOAD_ERRORS:
+                    if attempt + 1 == _RANGE_ATTEMPTS:
+                        raise
+                    log.debug("ranged read %s-%s of %s cut off; retrying", first, last, key)
+                    continue
+                if len(data) != want:
+                    raise IntegrityError(
+                        f"ranged read of bytes {first}-{last} returned {len(data)} bytes: the "
+                        "object changed or the connection was cut"
+                    )
+                return buffer, data
+            raise AssertionError("unreachable")
+        except BaseException:
+            if buffer is not None:
+                give_back(buffer)
+            raise
 
     with concurrent.futures.ThreadPoolExecutor(settings.max_concurrency) as pool:
-        window: dict[int, concurrent.futures.Future[bytes]] = {}
+        window: dict[
+            int, concurrent.futures.Future[tuple[bytearray | None, memoryview | bytes]]
+        ] = {}
         next_submit = 0
         try:
             for index in range(len(ranges)):
@@ -459,9 +500,11 @@ def _ciphertext_chunks(
                     fetch_range = functools.partial(fetch, *ranges[next_submit])
                     window[next_submit] = pool.submit(contextvars.copy_context().run, fetch_range)
                     next_submit += 1
-                data = window.pop(index).result()
-                yield data
+                buffer, data = window.pop(index).result()
+                yield data  # the consumer is done with it when it asks for the next one
                 del data
+                if buffer is not None:
+                    give_back(buffer)
         finally:
             for future in window.values():
                 future.cancel()
