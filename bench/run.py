@@ -2,7 +2,7 @@
 
     python bench/run.py                 # full matrix, writes bench/results/
     python bench/run.py --quick         # 1 KiB, 1 MiB and 64 MiB only, one repeat
-    python bench/run.py --memory        # RSS over time moving 512 MiB and 2 GiB objects
+    python bench/run.py --memory        # RSS over time moving 256 MiB, 512 MiB and 2 GiB objects
 
 It starts its own local servers (SeaweedFS + moto on 127.0.0.1), runs every
 measurement in a fresh process (so peak RSS belongs to that operation alone), and
@@ -249,7 +249,7 @@ def run_memory(bench: Bench, out: Path) -> None:
     rows = []
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     for ax, op in zip(axes, OPS):
-        for label, size in (("512 MiB", 512 * MiB), ("2 GiB", 2048 * MiB)):
+        for label, size in (("256 MiB", 256 * MiB), ("512 MiB", 512 * MiB), ("2 GiB", 2048 * MiB)):
             samples: list[tuple[float, float]] = []
             result = bench.worker("s3cse", "kms", op, size, 1, f"mem-{size}" + ("-f" if "file" in op else ""), repeat=1, sample=samples, warmup=0)
             if "error" in result:
@@ -274,13 +274,13 @@ def run_memory(bench: Bench, out: Path) -> None:
         assert base is not None and peak is not None
         by_op.setdefault(op, {})[label] = peak
         lines.append(f"| {op} | {label} | {base:.0f} MiB | {peak:.0f} MiB | {peak - base:.0f} MiB |")
-    lines += ["", "| op | peak growth 512 MiB -> 2 GiB (target < 20 MiB) | within 150 MiB of baseline at 2 GiB |", "|---|---|---|"]
+    lines += ["", "| op | peak growth 256 MiB -> 2 GiB (target < 20 MiB) | within 150 MiB of baseline at 2 GiB |", "|---|---|---|"]
     for op, label, base, peak, error in rows:
-        if label != "2 GiB" or error or op not in by_op or "512 MiB" not in by_op[op]:
+        if label != "2 GiB" or error or op not in by_op or "256 MiB" not in by_op[op]:
             continue
         assert base is not None and peak is not None
-        growth = by_op[op]["2 GiB"] - by_op[op]["512 MiB"]
-        lines.append(f"| {op} | {growth:+.0f} MiB ({'met' if growth < 20 else 'NOT met'}) | {peak - base:.0f} MiB ({'met' if peak - base < 150 else 'NOT met'}) |")
+        growth = by_op[op]["2 GiB"] - by_op[op]["256 MiB"]
+        lines.append(f"| {op} | {round(growth):+d} MiB ({'met' if growth < 20 else 'NOT met'}) | {peak - base:.0f} MiB ({'met' if peak - base < 150 else 'NOT met'}) |")
     (out / "memory.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -288,7 +288,7 @@ def run_memory(bench: Bench, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 KiB, 1 MiB and 64 MiB, one repeat")
-    parser.add_argument("--memory", action="store_true", help="memory profile: 512 MiB and 2 GiB objects")
+    parser.add_argument("--memory", action="store_true", help="memory profile: 256 MiB, 512 MiB and 2 GiB objects")
     parser.add_argument("--sizes", nargs="*", choices=list(SIZES), help="sizes to run")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per measurement (median)")
     parser.add_argument("--out", default=str(HERE / "results"))
