@@ -23,9 +23,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import io
 import itertools
-import os
 import tempfile
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -86,27 +84,19 @@ _SPOOL_ABOVE = 8 * 1024 * 1024  # stream bodies up to this size are read into me
 _CHECKSUMMED = frozenset({"put_object", "upload_part"})
 
 
-class _Spooled(io.BufferedRandom):
-    """A ciphertext spool handed to aiobotocore as a request body."""
-
-    crc32 = 0
-
-
-def _read_off_loop(body: Any, cleanup: contextlib.ExitStack) -> Any:
-    """``body``'s bytes, read on this worker: as bytes when small, else in a spool file
-    (closed by ``cleanup``) that aiobotocore can reread cheaply."""
+def _read_off_loop(body: Any, cleanup: contextlib.ExitStack) -> tuple[Any, int | None]:
+    """``body``'s bytes, read on this worker: as bytes when small, else in a temporary
+    file (closed by ``cleanup``) that aiobotocore can reread cheaply, with its CRC32."""
     pieces: list[bytes] = []
     size = 0
     while size <= _SPOOL_ABOVE:
         piece = body.read(_READ_PIECE)
         if not piece:
-            return b"".join(pieces)
+            return b"".join(pieces), None
         pieces.append(piece)
         size += len(piece)
         cooperate()
-    fd, name = tempfile.mkstemp(prefix="s3cse-body-")
-    os.unlink(name)
-    spool = cleanup.enter_context(_Spooled(io.FileIO(fd, "w+b")))
+    spool = cleanup.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - closed by cleanup
     crc = 0
     for piece in itertools.chain(pieces, iter(functools.partial(body.read, _READ_PIECE), b"")):
         spool.write(piece)
@@ -114,13 +104,7 @@ def _read_off_loop(body: Any, cleanup: contextlib.ExitStack) -> Any:
         cooperate()
     spool.flush()
     spool.seek(0)
-    spool.crc32 = crc
-    return spool
-
-
-def _crc32_of(body: bytes | bytearray | _Spooled) -> str:
-    crc = body.crc32 if isinstance(body, _Spooled) else zlib.crc32(body)
-    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+    return spool, crc
 
 
 class _SyncS3:
@@ -131,13 +115,10 @@ class _SyncS3:
         self.exceptions = client.exceptions
         self.meta = client.meta
 
-    def _checksum_here(self, kwargs: dict[str, Any]) -> bool:
+    def _checksum_here(self, kwargs: dict[str, Any], spooled: bool) -> bool:
         """Whether botocore would add a CRC32 of this large body by itself."""
         body = kwargs.get("Body")
-        if isinstance(body, bytes | bytearray):
-            if len(body) < _LARGE_BODY:
-                return False
-        elif not isinstance(body, _Spooled):
+        if not spooled and not (isinstance(body, bytes | bytearray) and len(body) >= _LARGE_BODY):
             return False
         if any(k.startswith("Checksum") and k != "ChecksumAlgorithm" for k in kwargs):
             return False
@@ -158,14 +139,15 @@ class _SyncS3:
         def call(*args: Any, **kwargs: Any) -> Any:
             with contextlib.ExitStack() as cleanup:
                 if name in _CHECKSUMMED:
-                    body = kwargs.get("Body")
+                    body, crc = kwargs.get("Body"), None
                     if body is not None and not isinstance(body, bytes | bytearray | str):
                         # A stream (s3cse's encrypting reader): botocore would read it,
                         # encrypting, on the event loop, once per pass. Read it here.
-                        kwargs["Body"] = _read_off_loop(body, cleanup)
-                    if self._checksum_here(kwargs):
+                        kwargs["Body"], crc = _read_off_loop(body, cleanup)
+                    if self._checksum_here(kwargs, spooled=crc is not None):
                         # botocore would compute this on the event loop; do it here.
-                        kwargs["ChecksumCRC32"] = _crc32_of(kwargs["Body"])
+                        crc = zlib.crc32(kwargs["Body"]) if crc is None else crc
+                        kwargs["ChecksumCRC32"] = base64.b64encode(crc.to_bytes(4, "big")).decode()
                 result = attribute(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = run_awaitable(result)

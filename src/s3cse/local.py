@@ -299,17 +299,21 @@ class LocalServers:
         self.kms.stop()
 
 
-@contextlib.contextmanager
-def local_servers(directory: str | os.PathLike[str]) -> Iterator[LocalServers]:
-    """Start both servers under ``directory`` and stop them on exit."""
-    root = Path(directory)
+def _start_both(root: Path) -> LocalServers:
+    """S3 under ``root/s3`` and KMS under ``root/kms``; neither is left running on failure."""
     s3 = start_s3(root / "s3")
     try:
         kms = start_kms(root / "kms")
     except BaseException:
         s3.stop()
         raise
-    servers = LocalServers(s3, kms)
+    return LocalServers(s3, kms)
+
+
+@contextlib.contextmanager
+def local_servers(directory: str | os.PathLike[str]) -> Iterator[LocalServers]:
+    """Start both servers under ``directory`` and stop them on exit."""
+    servers = _start_both(Path(directory))
     try:
         yield servers
     finally:
@@ -359,13 +363,7 @@ def start_background(home: Path | None = None) -> tuple[LocalServers, bool]:
     stop_background(home)  # a half-dead pair from an earlier run
     root = home / "local"
     root.mkdir(parents=True, exist_ok=True)
-    s3 = start_s3(root / "s3")
-    try:
-        kms = start_kms(root / "kms")
-    except BaseException:
-        s3.stop()
-        raise
-    servers = LocalServers(s3, kms)
+    servers = _start_both(root)
     try:
         client = servers.kms_client()
         arn = client.create_key(Description="s3cse local default key")["KeyMetadata"]["Arn"]
@@ -377,8 +375,8 @@ def start_background(home: Path | None = None) -> tuple[LocalServers, bool]:
     _state_file(home).write_text(
         json.dumps(
             {
-                "s3": dataclasses.asdict(s3),
-                "kms": dataclasses.asdict(kms),
+                "s3": dataclasses.asdict(servers.s3),
+                "kms": dataclasses.asdict(servers.kms),
                 "kms_key_id": servers.kms_key_id,
             }
         )

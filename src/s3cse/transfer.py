@@ -83,13 +83,15 @@ def _read_exactly(source: Any, size: int) -> bytes:
 
 
 def _readinto_exactly(source: Any, view: memoryview) -> int:
+    """Fill ``view`` from ``source`` (fewer bytes only at its end), at most 1 MiB per call:
+    urllib3's readinto reads into a temporary bytes object of the requested size first."""
     filled = 0
     readinto = getattr(source, "readinto", None)
     while filled < len(view):
         if readinto is not None:
-            n = readinto(view[filled:])
+            n = readinto(view[filled : filled + _MiB])
         else:
-            data = source.read(len(view) - filled)
+            data = source.read(min(_MiB, len(view) - filled))
             n = len(data)
             view[filled : filled + n] = data
         if not n:
@@ -460,16 +462,7 @@ def _ciphertext_chunks(
                             if buffer is None:
                                 buffer = take_buffer()
                             view = memoryview(buffer)[:want]
-                            # In 1 MiB steps: urllib3's readinto reads into a temporary
-                            # bytes object of the requested size first.
-                            got = 0
-                            while got < want:
-                                step = min(_MiB, want - got)
-                                n = _readinto_exactly(body, view[got : got + step])
-                                got += n
-                                if n < step:  # the body ended early
-                                    break
-                            data: memoryview | bytes = view[:got]
+                            data: memoryview | bytes = view[: _readinto_exactly(body, view)]
                         else:
                             data = body.read()
                 except S3_RETRYABLE_DOWNLOAD_ERRORS:
