@@ -50,6 +50,7 @@ from .errors import (
     PlaintextTooLargeError,
     RangeNotAllowedError,
     S3CSEError,
+    SpoolSpaceError,
     UnsafeOperationError,
 )
 
@@ -96,6 +97,7 @@ __all__ = [
     "ReencryptSummary",
     "RsaKeyring",
     "S3CSEError",
+    "SpoolSpaceError",
     "UnsafeOperationError",
     "WrapAlgorithm",
     "__version__",

@@ -25,6 +25,7 @@ from botocore.httpchecksum import StreamingChecksumBody
 from botocore.response import StreamingBody
 
 from ._body import DecryptedBody
+from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
 from .core import metadata as md
 from .core.ciphers import MultipartEncryptor, plan_range
 from .core.envelope import (
@@ -733,7 +734,7 @@ class EncryptionClient:
             plaintext = _decrypt_in_memory(body, ciphertext_length, decryptor)
             _close_quietly(body)
             return DecryptedBody(iter([plaintext]), len(plaintext))
-        spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the body
+        spool = ciphertext_spool(ciphertext_length)  # get_object closes body if this raises
         try:
             _verify_into_spool(body, spool, decryptor)
         except BaseException:
@@ -741,9 +742,11 @@ class EncryptionClient:
             raise
         finally:
             _close_quietly(body)
-        spool.seek(0)
+        trim(spool)
         return DecryptedBody(
-            _decrypt_stream(_read_chunks(spool), decryptor.fresh()), plaintext_length, spool.close
+            _decrypt_stream(spool_chunks(spool), decryptor.fresh()),
+            plaintext_length,
+            lambda: close_in_background(spool),
         )
 
     def _get_range(
@@ -1174,7 +1177,9 @@ def _read_chunks(stream: Any) -> Iterator[bytes]:
         yield chunk
 
 
-def _decrypt_stream(chunks: Iterator[bytes], decryptor: ObjectDecryptor) -> Iterator[memoryview]:
+def _decrypt_stream(
+    chunks: Iterator[bytes | memoryview], decryptor: ObjectDecryptor
+) -> Iterator[memoryview]:
     """Yield plaintext as it decrypts; verification happens at the end (finalize)."""
     out = bytearray(_CHUNK + 48)
     for chunk in chunks:

@@ -29,6 +29,7 @@ __all__ = [
     "PlaintextTooLargeError",
     "RangeNotAllowedError",
     "S3CSEError",
+    "SpoolSpaceError",
     "UnsafeOperationError",
 ]
 
@@ -140,3 +141,8 @@ class RangeNotAllowedError(S3CSEError):
 
 class UnsafeOperationError(S3CSEError):
     """The operation would store plaintext or bypass the format; the message names the safe way."""
+
+
+class SpoolSpaceError(S3CSEError, OSError):
+    """The temporary directory has no room for the ciphertext that must be verified
+    before any plaintext is released; the message says how much was needed and where."""

@@ -18,17 +18,17 @@ import asyncio
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import s3fs
 
+from ._spool import ciphertext_spool, close_in_background
 from .client import EncryptionClient, read_content_metadata, without_redundant_checksum
 from .core import metadata as md
 from .core.envelope import ObjectDecryptor
 from .core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
-from .errors import ConfigurationError, NotEncryptedError, UnsafeOperationError
+from .errors import ConfigurationError, NotEncryptedError, S3CSEError, UnsafeOperationError
 
 __all__ = ["S3CSEFileSystem"]
 
@@ -285,12 +285,18 @@ class _VerifiedReadFile(io.RawIOBase):
                     "s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client"
                 ).at(bucket, key)
             body = without_redundant_checksum(body)  # the GCM tag covers every byte
-            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the file
+            self._spool = ciphertext_spool(int(response.get("ContentLength", 0)))
             scratch = bytearray(_MiB + 64)
             while chunk := body.read(_MiB):
                 self._spool.write(chunk)
                 decryptor.update_into(chunk, scratch)
             decryptor.finalize()  # raises IntegrityError before anything is served
+            self._spool.flush()
+            self._spool.truncate(self._spool.tell())  # what was reserved but not written
+        except S3CSEError as exc:
+            if hasattr(self, "_spool"):
+                self._spool.close()
+            raise exc.at(bucket, key) from None
         except BaseException:
             if hasattr(self, "_spool"):
                 self._spool.close()
@@ -334,7 +340,7 @@ class _VerifiedReadFile(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self._spool.close()
+            close_in_background(self._spool)
         super().close()
 
 

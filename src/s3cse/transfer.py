@@ -18,7 +18,6 @@ import contextvars
 import functools
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 
 from ._bridge import cooperate
+from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
 from .core.envelope import ObjectDecryptor
 from .core.suites import GCM_MAX_PLAINTEXT_LENGTH
 from .errors import ConfigurationError, IntegrityError, PlaintextTooLargeError, S3CSEError
@@ -344,7 +344,8 @@ def download(
         if sink_is_private or client._delayed:
             _decrypt_to(sink, chunks, decryptor, callback)
             return
-        with tempfile.TemporaryFile() as spool:
+        spool = ciphertext_spool(size)
+        try:
             verifier = decryptor.fresh()
             scratch = bytearray(settings.part_size(None) + 64)
             for chunk in chunks:
@@ -354,8 +355,10 @@ def download(
                 verifier.update_into(chunk, scratch)
                 cooperate()
             verifier.finalize()
-            spool.seek(0)
-            _decrypt_to(sink, iter(lambda: spool.read(_MiB), b""), decryptor, callback)
+            trim(spool)
+            _decrypt_to(sink, spool_chunks(spool), decryptor, callback)
+        finally:
+            close_in_background(spool)
     except S3CSEError as exc:
         raise exc.at(bucket, key) from None
 

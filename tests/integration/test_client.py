@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import os
+import tempfile
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -192,6 +194,54 @@ def test_spooled_authentication_for_objects_over_buffer_size(s3, bucket, kms_key
     response = client.get_object(Bucket=bucket, Key="big")
     assert response["ContentLength"] == len(data)
     assert b"".join(response["Body"].iter_chunks(1 << 20)) == data
+
+
+def _open_spools() -> int:
+    """Unlinked temporary files this process holds open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        count += target.startswith(tempfile.gettempdir()) and target.endswith("(deleted)")
+    return count
+
+
+def test_the_spool_is_released_when_the_body_closes(s3, bucket, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring, buffer_size=1024)
+    data = payload(3 * 1024 * 1024, seed=11)
+    client.put_object(Bucket=bucket, Key="spooled", Body=data)
+    before = _open_spools()
+    body = client.get_object(Bucket=bucket, Key="spooled")["Body"]
+    assert _open_spools() == before + 1
+    assert body.read() == data
+    body.close()
+    deadline = time.monotonic() + 10
+    while _open_spools() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _open_spools() == before
+
+
+def test_no_room_for_the_spool_is_a_clear_error_before_the_download(s3, bucket, aes_keyring, monkeypatch):
+    from s3cse import _spool
+
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring, buffer_size=1024)
+    data = payload(2 * 1024 * 1024, seed=12)
+    client.put_object(Bucket=bucket, Key="roomless", Body=data)
+    real = os.fstatvfs
+    before = _open_spools()  # pytest's own capture files are unlinked temporary files too
+    # A temporary directory with 64 KiB free (the spool needs 2 MiB + 16 bytes).
+    monkeypatch.setattr(_spool.os, "fstatvfs", lambda fd: type("S", (), {"f_bavail": 16, "f_frsize": 4096})())
+    with pytest.raises(s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless: no room for {len(data) + 16} bytes"):
+        client.get_object(Bucket=bucket, Key="roomless")
+    sink = io.BytesIO()
+    with pytest.raises(s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless"):
+        client.download_fileobj(bucket, "roomless", sink)
+    assert sink.getvalue() == b""
+    monkeypatch.setattr(_spool.os, "fstatvfs", real)
+    assert _open_spools() == before  # the refused reads kept no spool open
+    assert client.get_object(Bucket=bucket, Key="roomless")["Body"].read() == data
 
 
 def test_delayed_authentication_streams_then_raises(s3, bucket, aes_keyring):

@@ -152,3 +152,16 @@ def test_failed_write_stores_nothing_and_rm_takes_instruction_files(fs, options,
     instr.pipe_file(f"{bucket}/r/b", b"y")
     instr.rm(f"{bucket}/r", recursive=True)
     assert s3.list_objects_v2(Bucket=bucket, Prefix="r/").get("KeyCount", 0) == 0
+
+
+def test_no_room_for_the_read_spool_is_a_clear_error(fs, s3, bucket, monkeypatch):
+    from s3cse import _spool
+
+    with fs.open(f"{bucket}/roomless.bin", "wb") as f:
+        f.write(b"r" * (2 * MiB))
+    monkeypatch.setattr(_spool.os, "fstatvfs", lambda fd: type("S", (), {"f_bavail": 16, "f_frsize": 4096})())
+    with pytest.raises(s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless.bin: no room for {2 * MiB + 16} bytes"):
+        fs.open(f"{bucket}/roomless.bin", "rb")
+    monkeypatch.undo()
+    with fs.open(f"{bucket}/roomless.bin", "rb") as f:
+        assert f.read() == b"r" * (2 * MiB)
