@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from ._body import split_lines
 from ._bridge import LOOP, cooperate, run_awaitable
-from .client import EncryptionClient
+from .client import EncryptionClient, botocore_adds_crc32
 from .errors import ConfigurationError
 
 __all__ = ["AsyncDecryptedBody", "AsyncEncryptionClient", "run_awaitable"]
@@ -120,12 +120,7 @@ class _SyncS3:
         body = kwargs.get("Body")
         if not spooled and not (isinstance(body, bytes | bytearray) and len(body) >= _LARGE_BODY):
             return False
-        if any(k.startswith("Checksum") and k != "ChecksumAlgorithm" for k in kwargs):
-            return False
-        if kwargs.get("ChecksumAlgorithm", "CRC32").upper() != "CRC32" or "ContentMD5" in kwargs:
-            return False
-        config = self.meta.config
-        return getattr(config, "request_checksum_calculation", None) in (None, "when_supported")
+        return botocore_adds_crc32(self._client, kwargs)
 
     def get_paginator(self, name: str) -> _SyncPaginator:
         return _SyncPaginator(self._client.get_paginator(name))

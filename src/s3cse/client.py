@@ -6,6 +6,7 @@ no crypto and no format knowledge of its own.
 
 from __future__ import annotations
 
+import base64
 import collections
 import concurrent.futures
 import contextlib
@@ -25,6 +26,7 @@ from botocore.httpchecksum import StreamingChecksumBody
 from botocore.response import StreamingBody
 
 from ._body import DecryptedBody
+from ._bridge import LOOP
 from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
 from .core import metadata as md
 from .core.ciphers import MultipartEncryptor, plan_range
@@ -149,9 +151,15 @@ class ReencryptSummary:
 class _EncryptingReader(io.RawIOBase):
     """A file-like body for botocore: plaintext in, ``ciphertext || tag`` out.
 
-    botocore may rewind the body (retries, checksum pass); a rewind replays the same
-    plaintext from the source through the same key and IV, which yields identical
-    ciphertext.
+    botocore may rewind the body (retries, checksum and signature passes); a rewind
+    replays the same plaintext from the source through the same key and IV, which
+    yields identical ciphertext. That is checked: a running CRC32 of the ciphertext,
+    recorded per chunk on the first pass, must match on every later pass before a
+    chunk is handed out, or two plaintexts would be sent under one GCM nonce.
+
+    While botocore hashes or sends one chunk, a helper thread reads, encrypts and
+    checks the next (file reads and CRC32 release the GIL, as do botocore's SHA-256
+    and socket writes): two chunk buffers take turns.
     """
 
     def __init__(self, source: Any, length: int, encryptor: ObjectEncryptor):
@@ -160,13 +168,21 @@ class _EncryptingReader(io.RawIOBase):
         self._start = source.tell()
         self._length = length
         self._encryptor = encryptor
-        self._out = bytearray(_CHUNK + 32)
+        self._in = bytearray(min(_CHUNK, length))
+        self._out = [bytearray(_CHUNK + 32), bytearray(_CHUNK + 32)]
         self._pending = memoryview(b"")
         self._consumed = 0  # plaintext bytes taken from the source
         self._position = 0  # ciphertext bytes handed out
         self._tag_sent = False
-        self._digests: list[int] = []  # CRC32 of each plaintext chunk of the first pass
+        self._crc = 0  # CRC32 of this pass's ciphertext so far
+        self._digests: list[int] = []  # self._crc after each chunk of the first pass
         self._chunk = 0
+        self._checksum: int | None = None  # CRC32 of the whole body, once a pass completed
+        # Read ahead only where a thread can help: bodies of several chunks, and not on
+        # an async client's worker (which reads the body in one go, pacing the loop).
+        self._ahead = length > 2 * _CHUNK and LOOP.get() is None
+        self._helper: concurrent.futures.ThreadPoolExecutor | None = None
+        self._next: concurrent.futures.Future[memoryview | None] | None = None
 
     def __len__(self) -> int:
         return self._length + _TAG
@@ -188,44 +204,117 @@ class _EncryptingReader(io.RawIOBase):
             return target
         if target != 0:
             raise io.UnsupportedOperation("an encrypting body can only be rewound to its start")
+        self._rewind()
+        return 0
+
+    def close(self) -> None:
+        self._stop_helper()
+        super().close()
+
+    def _stop_helper(self) -> None:
+        """Wait for the chunk being prepared (its result is dropped) and end the thread."""
+        if self._next is not None:
+            with contextlib.suppress(BaseException):
+                self._next.result()
+            self._next = None
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
+            self._helper = None
+
+    def _rewind(self) -> None:
+        self._stop_helper()
         self._source.seek(self._start)
         self._encryptor.rewind()
-        self._chunk = 0
+        self._chunk = self._crc = 0
         self._pending = memoryview(b"")
         self._consumed = self._position = 0
         self._tag_sent = False
-        return 0
 
-    def _fill(self) -> bool:
+    def checksum_crc32(self) -> int:
+        """The CRC32 of the whole body; runs one pass for it unless a pass already completed.
+
+        That pass records the replay check, so botocore's later passes cost no more.
+        """
+        if self._checksum is None:
+            self._rewind()
+            while self._produce() is not None:
+                pass
+            self._rewind()
+        assert self._checksum is not None
+        return self._checksum
+
+    def _read_source(self, want: int) -> memoryview:
+        """``want`` bytes of plaintext (fewer only where the source ends), in ``self._in``.
+
+        Chunks are always whole, so every pass cuts the plaintext at the same places."""
+        view = memoryview(self._in)[:want]
+        readinto = getattr(self._source, "readinto", None)
+        got = 0
+        while got < want:
+            if readinto is not None:
+                n = readinto(view[got:])
+            else:
+                data = self._source.read(want - got)
+                n = len(data)
+                view[got : got + n] = data
+            if not n:
+                break
+            got += n
+        return view[:got]
+
+    def _record(self, ciphertext: Any) -> None:
+        self._crc = zlib.crc32(ciphertext, self._crc)
+        if self._chunk < len(self._digests):
+            if self._digests[self._chunk] != self._crc:
+                raise IntegrityError(
+                    "the upload source changed between botocore's passes over the body; "
+                    "refusing to send different bytes encrypted under the same IV"
+                )
+        else:
+            self._digests.append(self._crc)
+        self._chunk += 1
+
+    def _produce(self) -> memoryview | None:
+        """The next chunk of ciphertext (the tag last), checked; None at the end."""
         if self._consumed < self._length:
-            want = min(_CHUNK, self._length - self._consumed)
-            data = self._source.read(want)
+            data = self._read_source(min(_CHUNK, self._length - self._consumed))
             if not data:
                 raise IntegrityError(
                     f"the upload source ended after {self._consumed} of {self._length} bytes; "
                     "it was changed or truncated while being read"
                 )
-            # A rewind replays the same key and IV: the bytes must be the ones already
-            # encrypted, or two plaintexts would share a GCM nonce. Refuse before encrypting.
-            digest = zlib.crc32(data)
-            if self._chunk < len(self._digests):
-                if self._digests[self._chunk] != digest:
-                    raise IntegrityError(
-                        "the upload source changed between botocore's passes over the body; "
-                        "refusing to encrypt different bytes under the same IV"
-                    )
-            else:
-                self._digests.append(digest)
-            self._chunk += 1
-            n = self._encryptor.update_into(data, self._out)
+            out = self._out[self._chunk % 2]
+            n = self._encryptor.update_into(data, out)
+            chunk = memoryview(out)[:n]
+            self._record(chunk)  # before any of it leaves
             self._consumed += len(data)
-            self._pending = memoryview(self._out)[:n]
-            return True
+            return chunk
         if not self._tag_sent:
             self._tag_sent = True
-            self._pending = memoryview(self._encryptor.finalize())
-            return True
-        return False
+            tag = memoryview(self._encryptor.finalize())
+            self._record(tag)
+            self._checksum = self._crc
+            return tag
+        return None
+
+    def _fill(self) -> bool:
+        """Make the next chunk ``self._pending``; False at the end of the body."""
+        if self._next is not None:
+            future, self._next = self._next, None
+            chunk = future.result()
+        else:
+            chunk = self._produce()
+        if chunk is None:
+            self._stop_helper()
+            return False
+        self._pending = chunk
+        if self._ahead and not self._tag_sent:
+            if self._helper is None:
+                self._helper = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="s3cse-encrypt"
+                )
+            self._next = self._helper.submit(self._produce)
+        return True
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
@@ -246,6 +335,27 @@ class _EncryptingReader(io.RawIOBase):
         data = self.read(len(memoryview(buffer)))
         memoryview(buffer).cast("B")[: len(data)] = data
         return len(data)
+
+
+def botocore_adds_crc32(s3: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether botocore will compute a CRC32 of this request's body by itself: the
+    caller gave no checksum value and asked for no other algorithm."""
+    if "ContentMD5" in kwargs or any(
+        name.startswith("Checksum") and name != "ChecksumAlgorithm" for name in kwargs
+    ):
+        return False
+    if kwargs.get("ChecksumAlgorithm") is not None:
+        return str(kwargs["ChecksumAlgorithm"]).upper() == "CRC32"
+    calculation = getattr(s3.meta.config, "request_checksum_calculation", None)
+    return calculation in (None, "when_supported")
+
+
+def _checksum_is_a_separate_pass(s3: Any) -> bool:
+    """Whether botocore puts a request checksum in a header, computed by reading the
+    body before sending it (plain HTTP), rather than in a trailer while sending (HTTPS)."""
+    endpoint = str(getattr(s3.meta, "endpoint_url", "") or "")
+    signature = getattr(s3.meta.config, "signature_version", None)
+    return not endpoint.startswith("https:") or signature == "s3"
 
 
 def _plaintext_source(body: Any) -> tuple[Any, int | None]:
@@ -490,9 +600,23 @@ class EncryptionClient:
             kwargs["ContentLength"] = length + _TAG
             response = self._s3.put_object(**kwargs)
         elif length is not None:
-            kwargs["Body"] = _EncryptingReader(source, length, encryptor)
+            reader = _EncryptingReader(source, length, encryptor)
+            if (
+                LOOP.get() is None  # the async client reads the body once, with its CRC32
+                and _checksum_is_a_separate_pass(self._s3)
+                and botocore_adds_crc32(self._s3, kwargs)
+            ):
+                # botocore would read (and so encrypt) the body once just for its CRC32.
+                # Computing it here costs the same pass but also records the replay check
+                # its payload-signature and send passes need anyway: one CRC pass fewer.
+                crc = reader.checksum_crc32()
+                kwargs["ChecksumCRC32"] = base64.b64encode(crc.to_bytes(4, "big")).decode()
+            kwargs["Body"] = reader
             kwargs["ContentLength"] = length + _TAG
-            response = self._s3.put_object(**kwargs)
+            try:
+                response = self._s3.put_object(**kwargs)
+            finally:
+                reader.close()  # ends its read-ahead thread
         else:
             with self._spool_ciphertext(source, encryptor, bucket, key) as (spool, size):
                 kwargs["Body"] = spool

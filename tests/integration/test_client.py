@@ -351,3 +351,42 @@ def test_download_file_leaves_nothing_on_failure(s3, bucket, aes_keyring, tmp_pa
     client.upload_file(str(src), bucket, "up", Callback=seen.append)
     assert client.get_object(Bucket=bucket, Key="up")["Body"].read() == b"uploaded"
     assert sum(seen) == len(b"uploaded")
+
+
+def test_put_from_a_file_over_http_sends_a_crc32_computed_in_one_pass_of_its_own(s3, bucket, aes_keyring, tmp_path):
+    import base64
+    import zlib
+
+    sent = []
+
+    def record(request, **_):
+        sent.append({k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+
+    given = []
+
+    def note_params(params, **_):
+        given.append(set(params))
+
+    s3.meta.events.register("before-send.s3.PutObject", record)
+    s3.meta.events.register("provide-client-params.s3.PutObject", note_params)
+    try:
+        data = payload(3 * 1024 * 1024 + 5, seed=13)
+        path = tmp_path / "src.bin"
+        path.write_bytes(data)
+        client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+        with open(path, "rb") as f:
+            client.put_object(Bucket=bucket, Key="crc", Body=f)
+        stored = s3.get_object(Bucket=bucket, Key="crc")["Body"].read()
+        expected = base64.b64encode(zlib.crc32(stored).to_bytes(4, "big")).decode()
+        assert sent[-1]["x-amz-checksum-crc32"] == expected  # and SeaweedFS accepted it
+        assert "ChecksumCRC32" in given[-1]  # s3cse's value, not botocore's own pass
+        assert client.get_object(Bucket=bucket, Key="crc")["Body"].read() == data
+        # Another algorithm asked for: s3cse adds nothing, botocore computes what was asked.
+        with open(path, "rb") as f:
+            client.put_object(Bucket=bucket, Key="crc", Body=f, ChecksumAlgorithm="SHA256")
+        assert "x-amz-checksum-crc32" not in sent[-1] and "x-amz-checksum-sha256" in sent[-1]
+        assert "ChecksumCRC32" not in given[-1]
+        assert client.get_object(Bucket=bucket, Key="crc")["Body"].read() == data
+    finally:
+        s3.meta.events.unregister("before-send.s3.PutObject", record)
+        s3.meta.events.unregister("provide-client-params.s3.PutObject", note_params)

@@ -60,3 +60,59 @@ def test_gcm_bodies_skip_botocore_crc_but_keep_the_length_check():
         without_redundant_checksum(short).read()
     other = io.BytesIO(data)
     assert without_redundant_checksum(other) is other
+
+
+class _ShortReads(io.RawIOBase):
+    """A seekable source whose reads return at most 7000 bytes and has no readinto."""
+
+    def __init__(self, data):
+        self._data = bytearray(data)
+        self._pos = 0
+
+    def read(self, n=-1):
+        n = min(7000, len(self._data) - self._pos if n is None or n < 0 else n)
+        out = bytes(self._data[self._pos : self._pos + n])
+        self._pos += len(out)
+        return out
+
+    readinto = None
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        self._pos = {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset, io.SEEK_END: len(self._data) + offset}[whence]
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+
+@pytest.mark.parametrize("kind", ["file", "short-reads"])
+def test_a_large_encrypting_body_reads_ahead_and_still_refuses_a_changed_source(kind):
+    import zlib
+
+    size = 5 * 1024 * 1024 + 123
+    data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    source = io.BytesIO(data) if kind == "file" else _ShortReads(data)
+    enc = s3cse.begin_encryption(s3cse.AesKeyring(b"\x09" * 32))
+    reader = _EncryptingReader(source, size, enc)
+    crc = reader.checksum_crc32()  # a pass of its own, then back at the start
+    assert reader.tell() == 0
+    first = b"".join(iter(lambda: reader.read(65536), b""))
+    assert len(first) == size + 16 and zlib.crc32(first) == crc
+    assert s3cse.decrypt(first, enc.metadata, s3cse.AesKeyring(b"\x09" * 32)) == data
+    reader.seek(0)
+    assert reader.read() == first  # identical replay
+    # Change a byte in the fourth MiB: the replay stops before any chunk from there leaves.
+    reader.seek(0)
+    if kind == "file":
+        source.getbuffer()[3 * 1024 * 1024 + 5] ^= 1
+    else:
+        source._data[3 * 1024 * 1024 + 5] ^= 1
+    sent = bytearray()
+    with pytest.raises(s3cse.IntegrityError, match="changed between"):
+        while piece := reader.read(65536):
+            sent += piece
+    assert bytes(sent) == first[: len(sent)] and len(sent) <= 3 * 1024 * 1024
+    reader.close()
