@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,19 +120,47 @@ def sample_rss(proc: subprocess.Popen[bytes], samples: list[tuple[float, float]]
 
 
 def run_matrix(bench: Bench, sizes: list[str]) -> list[dict[str, Any]]:
+    """Every (implementation, keyring, op) at every size, its timed repeats interleaved.
+
+    Each repeat is a fresh process, and the implementations take turns repeat by
+    repeat (in a rotating order) rather than running their repeats back to back: the
+    server slows down as its volume files fill and the machine has noisy neighbours,
+    and interleaving spreads that drift over everybody instead of charging it to
+    whoever happened to run last.
+    """
     results = []
     for label in sizes:
         size, count = SIZES[label]
-        for impl, keyring, ops in CONFIGS:
-            key = f"{impl}-{keyring}-{size}"
-            for op in ops:
-                # put and upload_file write the objects get and download_file read
-                object_key = key + ("-f" if op in ("upload_file", "download_file") else "")
-                result = bench.worker(impl, keyring, op, size, count, object_key)
+        for op in (*OPS, "get_delayed"):  # put before get, upload_file before download_file
+            configs = [(impl, keyring) for impl, keyring, ops in CONFIGS if op in ops]
+            runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
+            for turn in range(bench.repeat):
+                for impl, keyring in configs[turn % len(configs):] + configs[: turn % len(configs)]:
+                    # put and upload_file write the objects get and download_file read
+                    key = f"{impl}-{keyring}-{size}" + ("-f" if op in ("upload_file", "download_file") else "")
+                    runs[(impl, keyring)].append(bench.worker(impl, keyring, op, size, count, key, repeat=1))
+            for (impl, keyring), measured in runs.items():
+                result = combine(measured, size * count, count)
                 result.update(size=label, impl=impl, keyring=keyring, op=op)
                 results.append(result)
                 print(json.dumps({k: result.get(k) for k in ("size", "impl", "keyring", "op", "mib_s", "objects_s", "peak_rss_mib", "error")}), flush=True)
     return results
+
+
+def combine(measured: list[dict[str, Any]], total: int, count: int) -> dict[str, Any]:
+    """One result from single-repeat runs: the median time, the highest peak RSS."""
+    errors = [m for m in measured if "error" in m]
+    if errors:
+        return errors[0]
+    seconds = [m["seconds"][0] for m in measured]
+    median = statistics.median(seconds)
+    return {
+        "seconds": seconds,
+        "mib_s": total / MiB / median if median else None,
+        "objects_s": count / median if median else None,
+        "peak_rss_mib": max(m["peak_rss_mib"] for m in measured),
+        "baseline_rss_mib": min(m["baseline_rss_mib"] for m in measured),
+    }
 
 
 def lookup(results: list[dict[str, Any]], size: str, impl: str, op: str, keyring: str | None = None) -> dict[str, Any] | None:
