@@ -601,20 +601,22 @@ class EncryptionClient:
             response = self._s3.put_object(**kwargs)
         elif length is not None:
             reader = _EncryptingReader(source, length, encryptor)
-            if (
-                LOOP.get() is None  # the async client reads the body once, with its CRC32
-                and _checksum_is_a_separate_pass(self._s3)
-                and botocore_adds_crc32(self._s3, kwargs)
-            ):
-                # botocore would read (and so encrypt) the body once just for its CRC32.
-                # Computing it here costs the same pass but also records the replay check
-                # its payload-signature and send passes need anyway: one CRC pass fewer.
-                crc = reader.checksum_crc32()
-                kwargs["ChecksumCRC32"] = base64.b64encode(crc.to_bytes(4, "big")).decode()
-            kwargs["Body"] = reader
-            kwargs["ContentLength"] = length + _TAG
             try:
+                if (
+                    LOOP.get() is None  # the async client reads the body once, with its CRC32
+                    and _checksum_is_a_separate_pass(self._s3)
+                    and botocore_adds_crc32(self._s3, kwargs)
+                ):
+                    # botocore would read (and so encrypt) the body once just for its CRC32.
+                    # Computing it here costs the same pass but also records the replay
+                    # check its signature and send passes need anyway: one CRC pass fewer.
+                    crc = reader.checksum_crc32()
+                    kwargs["ChecksumCRC32"] = base64.b64encode(crc.to_bytes(4, "big")).decode()
+                kwargs["Body"] = reader
+                kwargs["ContentLength"] = length + _TAG
                 response = self._s3.put_object(**kwargs)
+            except S3CSEError as exc:  # the source changed or ended while being read
+                raise exc.at(bucket, key) from None
             finally:
                 reader.close()  # ends its read-ahead thread
         else:
@@ -852,7 +854,9 @@ class EncryptionClient:
             body = without_redundant_checksum(body)
         if self._delayed:
             return DecryptedBody(
-                _decrypt_stream(_read_chunks(body), decryptor), plaintext_length, body.close
+                _decrypt_stream(_read_chunks(body, ciphertext_length), decryptor),
+                plaintext_length,
+                body.close,
             )
         if ciphertext_length - _TAG <= self._buffer_size:
             plaintext = _decrypt_in_memory(body, ciphertext_length, decryptor)
@@ -1293,11 +1297,20 @@ def without_redundant_checksum(body: Any) -> Any:
     return body
 
 
-def _read_chunks(stream: Any) -> Iterator[bytes]:
+def _read_chunks(stream: Any, expected: int | None = None) -> Iterator[bytes]:
+    """``stream`` to its end in pieces of up to 1 MiB.
+
+    With ``expected`` (the Content-Length), reads ask for no more than is left: a
+    read of n bytes allocates n bytes in http.client, whatever arrives, which for
+    small objects cost more than the decryption. A last 1-byte read finds the end
+    (and lets botocore check the length)."""
+    remaining = expected
     while True:
-        chunk = stream.read(_CHUNK)
+        chunk = stream.read(_CHUNK if remaining is None else max(1, min(_CHUNK, remaining)))
         if not chunk:
             return
+        if remaining is not None:
+            remaining -= len(chunk)
         yield chunk
 
 
@@ -1319,9 +1332,9 @@ def _decrypt_stream(
 
 def _decrypt_in_memory(body: Any, ciphertext_length: int, decryptor: ObjectDecryptor) -> memoryview:
     """Decrypt the whole object into one buffer and verify it before returning any of it."""
-    plaintext = bytearray(ciphertext_length + _CHUNK + 48)
+    plaintext = bytearray(ciphertext_length + 48)
     n = 0
-    for chunk in _read_chunks(body):
+    for chunk in _read_chunks(body, ciphertext_length):
         if n + len(chunk) + 31 > len(plaintext):
             plaintext.extend(bytes(len(chunk) + 48))
         n += decryptor.update_into(chunk, memoryview(plaintext)[n:])

@@ -390,3 +390,40 @@ def test_put_from_a_file_over_http_sends_a_crc32_computed_in_one_pass_of_its_own
     finally:
         s3.meta.events.unregister("before-send.s3.PutObject", record)
         s3.meta.events.unregister("provide-client-params.s3.PutObject", note_params)
+
+
+class _ChangesAfterFirstPass(io.BytesIO):
+    """A seekable source whose content changes once it has been rewound twice."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.rewinds = 0
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if offset == 0 and whence == io.SEEK_SET:
+            self.rewinds += 1
+            if self.rewinds == 3:
+                self.getbuffer()[2 * 1024 * 1024 + 1] ^= 0xFF
+        return super().seek(offset, whence)
+
+
+def test_a_source_that_changes_or_shrinks_during_put_is_refused_and_nothing_is_stored(s3, bucket, aes_keyring):
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    data = payload(5 * 1024 * 1024, seed=14)
+    with pytest.raises(s3cse.IntegrityError, match=f"s3://{bucket}/changing: the upload source changed"):
+        client.put_object(Bucket=bucket, Key="changing", Body=_ChangesAfterFirstPass(data))
+
+    class Shrinking(io.BytesIO):
+        """Says it holds 5 MiB, but its reads end at 3 MiB."""
+
+        def read(self, n=-1):
+            left = max(0, 3 * 1024 * 1024 - self.tell())
+            return super().read(left if n is None or n < 0 else min(n, left))
+
+        readinto = None
+
+    with pytest.raises(s3cse.IntegrityError, match=f"s3://{bucket}/shrinking: the upload source ended after"):
+        client.put_object(Bucket=bucket, Key="shrinking", Body=Shrinking(data))
+    for key in ("changing", "shrinking"):
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=bucket, Key=key)
