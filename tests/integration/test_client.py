@@ -427,3 +427,17 @@ def test_a_source_that_changes_or_shrinks_during_put_is_refused_and_nothing_is_s
     for key in ("changing", "shrinking"):
         with pytest.raises(ClientError):
             s3.head_object(Bucket=bucket, Key=key)
+
+
+def test_objects_over_the_default_buffer_size_are_spooled(s3, bucket, aes_keyring, caplog):
+    import logging
+
+    client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    for extra, how in ((0, "in memory"), (1, "spooled")):
+        data = payload(s3cse.DEFAULT_BUFFER_SIZE + extra, seed=15)
+        client.put_object(Bucket=bucket, Key="edge", Body=data)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="s3cse.client"):
+            body = client.get_object(Bucket=bucket, Key="edge")["Body"]
+        assert any(record.getMessage().endswith(how) for record in caplog.records), how
+        assert body.read() == data
