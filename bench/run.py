@@ -39,7 +39,7 @@ SIZES = {  # label: (bytes, objects per measurement)
 # Timed repeats per process for reads (writes do one: every write leaves its bytes on the
 # server's disk until SeaweedFS compacts). A 64 MiB read takes about 0.1 s, where the
 # noise of this machine is 10-20% from one run to the next: more samples steady the median.
-READ_REPEATS = {"1 KiB": 1, "1 MiB": 1, "64 MiB": 5, "256 MiB": 3, "1 GiB": 1}
+READ_REPEATS = {"1 KiB": 1, "1 MiB": 1, "64 MiB": 5, "256 MiB": 3, "1 GiB": 3}
 READS = ("get", "download_file", "get_delayed")
 QUICK = ("1 KiB", "1 MiB", "64 MiB")
 OPS = ("put", "get", "upload_file", "download_file")
