@@ -138,6 +138,8 @@ def run_matrix(bench: Bench, sizes: list[str]) -> list[dict[str, Any]]:
         size, count = SIZES[label]
         for op in (*OPS, "get_delayed"):  # put before get, upload_file before download_file
             configs = [(impl, keyring) for impl, keyring, ops in CONFIGS if op in ops]
+            if not configs:
+                continue
             runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
             for turn in range(bench.repeat):
                 for impl, keyring in configs[turn % len(configs):] + configs[: turn % len(configs)]:

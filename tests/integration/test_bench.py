@@ -1,0 +1,85 @@
+"""The benchmark's own machinery: its turns, its report and its target checks.
+
+A tiny matrix runs for real (worker processes against the session's servers); the
+target checks are fed figures on either side of each threshold.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench_run():
+    spec = importlib.util.spec_from_file_location("s3cse_bench_run", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_combine_takes_the_median_of_every_turn_and_the_highest_peak(bench_run):
+    measured = [
+        {"seconds": [1.0, 3.0], "peak_rss_mib": 70.0, "baseline_rss_mib": 60.0},
+        {"seconds": [2.0], "peak_rss_mib": 90.0, "baseline_rss_mib": 58.0},
+    ]
+    result = bench_run.combine(measured, total=4 * 1024 * 1024, count=2)
+    assert result["seconds"] == [1.0, 3.0, 2.0]
+    assert result["mib_s"] == pytest.approx(2.0) and result["objects_s"] == pytest.approx(1.0)
+    assert result["peak_rss_mib"] == 90.0 and result["baseline_rss_mib"] == 58.0
+    assert bench_run.combine([measured[0], {"error": ["boom"]}], 1, 1) == {"error": ["boom"]}
+
+
+def _row(size, impl, op, mib_s, keyring="none", rss=60.0):
+    return {"size": size, "impl": impl, "op": op, "keyring": keyring, "mib_s": mib_s, "objects_s": mib_s, "peak_rss_mib": rss}
+
+
+@pytest.mark.parametrize("ratio, met", [(0.59, False), (0.61, True)])
+def test_the_authenticated_get_target_is_judged_at_0_6x(bench_run, ratio, met):
+    results = [_row("256 MiB", "boto3", "get", 1000.0)]
+    results += [_row("256 MiB", "s3cse", "get", 1000.0 * ratio, k) for k in ("aes", "rsa", "kms")]
+    targets = {name: ok for name, _measured, _value, ok in bench_run.check_targets(results, ["256 MiB"])}
+    assert targets["get_object authenticated >= 0.6x boto3, 256 MiB, kms"] is met
+    assert targets["get_object delayed auth >= 0.8x boto3, 256 MiB, kms"] is None  # not measured
+
+
+def test_the_rss_target_is_a_ceiling(bench_run):
+    results = [
+        _row("256 MiB", "s3cse", "put", 100.0, "kms", rss=130.0),
+        _row("256 MiB", "official", "put", 100.0, "kms", rss=1000.0),
+        _row("256 MiB", "s3cse", "get", 100.0, "kms", rss=120.0),
+        _row("256 MiB", "official", "get", 100.0, "kms", rss=1000.0),
+    ]
+    targets = {name: ok for name, _m, _v, ok in bench_run.check_targets(results, ["256 MiB"])}
+    assert targets["put peak RSS <= 1/8 of official S3EC, 256 MiB"] is False  # 0.13x
+    assert targets["get peak RSS <= 1/8 of official S3EC, 256 MiB"] is True  # 0.12x
+
+
+def test_a_tiny_matrix_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_run, "SIZES", {"1 KiB": (1024, 3)})
+    monkeypatch.setattr(bench_run, "READ_REPEATS", {"1 KiB": 2})
+    monkeypatch.setattr(bench_run, "CONFIGS", [
+        ("boto3", "none", ("put", "get")),
+        ("s3cse", "aes", ("put", "get", "get_delayed")),
+    ])
+    bench = bench_run.Bench(servers, tmp_path, repeat=2)
+    results = bench_run.run_matrix(bench, ["1 KiB"])
+    assert {(r["impl"], r["op"]) for r in results} == {
+        ("boto3", "put"), ("boto3", "get"), ("s3cse", "put"), ("s3cse", "get"), ("s3cse", "get_delayed"),
+    }
+    for r in results:
+        assert "error" not in r, r
+        assert len(r["seconds"]) == (4 if r["op"].startswith("get") else 2)  # 2 turns x repeats
+        assert r["objects_s"] > 0 and r["peak_rss_mib"] >= r["baseline_rss_mib"] > 0
+    targets = bench_run.write_markdown(results, ["1 KiB"], tmp_path / "results.md")
+    table = (tmp_path / "results.md").read_text()
+    assert "| 1 KiB | get (delayed auth) |" in table and "obj/s" in table
+    assert any(name.startswith("1 KiB get objects/s") and ok is not None for name, _m, _v, ok in targets)
+    bench_run.write_chart(results, ["1 KiB"], tmp_path / "results.png")
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    json.dumps(results)  # what results.json holds
