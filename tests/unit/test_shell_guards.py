@@ -116,3 +116,54 @@ def test_a_large_encrypting_body_reads_ahead_and_still_refuses_a_changed_source(
             sent += piece
     assert bytes(sent) == first[: len(sent)] and len(sent) <= 3 * 1024 * 1024
     reader.close()
+
+
+def test_put_object_leaves_no_read_ahead_thread_behind_even_when_the_send_fails():
+    import threading
+
+    class S3:
+        """Reads the body like botocore over HTTP (hash pass, rewind, send pass)."""
+
+        class meta:
+            endpoint_url = "http://127.0.0.1:1"
+
+            class config:
+                request_checksum_calculation = "when_supported"
+                signature_version = "s3v4"
+
+        def __init__(self, fail):
+            self.fail = fail
+            self.params = None
+
+        def put_object(self, **kw):
+            self.params = kw
+            body = kw["Body"]
+            body.read(65536)
+            body.seek(0)
+            while body.read(1 << 20):
+                pass
+            body.seek(0)
+            body.read(3 << 20)
+            if self.fail:
+                raise ConnectionError("reset by peer")
+            while body.read(1 << 20):
+                pass
+            return {"ETag": '"x"'}
+
+        def get_object(self, **kw):
+            raise AssertionError("not used")
+
+    before = {t.ident for t in threading.enumerate()}
+    for fail in (False, True):
+        s3 = S3(fail)
+        client = s3cse.EncryptionClient(s3, keyring=s3cse.AesKeyring(b"\x09" * 32))
+        source = io.BytesIO(b"q" * (6 * 1024 * 1024 + 9))
+        if fail:
+            with pytest.raises(ConnectionError):
+                client.put_object(Bucket="b", Key="k", Body=source)
+        else:
+            client.put_object(Bucket="b", Key="k", Body=source)
+            assert "ChecksumCRC32" in s3.params  # plain HTTP: s3cse's own CRC32 pass
+        assert s3.params["Body"].closed
+    left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert left == []
