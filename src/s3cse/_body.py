@@ -1,4 +1,5 @@
-"""The plaintext ``Body`` returned by ``get_object``: botocore's StreamingBody shape."""
+"""The plaintext ``Body`` returned by ``get_object`` (botocore's StreamingBody shape),
+and the read helpers the shells share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,28 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["DecryptedBody", "split_lines"]
+__all__ = ["DecryptedBody", "readinto_exactly", "split_lines"]
+
+_MiB = 1024 * 1024
+
+
+def readinto_exactly(source: Any, view: memoryview) -> int:
+    """Fill ``view`` from ``source`` (fewer bytes only at its end), at most 1 MiB per call:
+    urllib3's readinto reads into a temporary bytes object of the requested size first.
+    Sources without ``readinto`` are read with ``read``."""
+    filled = 0
+    readinto = getattr(source, "readinto", None)
+    while filled < len(view):
+        if readinto is not None:
+            n = readinto(view[filled : filled + _MiB])
+        else:
+            data = source.read(min(_MiB, len(view) - filled))
+            n = len(data)
+            view[filled : filled + n] = data
+        if not n:
+            break
+        filled += n
+    return filled
 
 
 def split_lines(pending: bytes, chunk: bytes, keepends: bool) -> tuple[list[bytes], bytes]:

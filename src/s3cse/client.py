@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from botocore.httpchecksum import StreamingChecksumBody
 from botocore.response import StreamingBody
 
-from ._body import DecryptedBody
+from ._body import DecryptedBody, readinto_exactly
 from ._bridge import LOOP
 from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
 from .core import metadata as md
@@ -245,25 +245,6 @@ class _EncryptingReader(io.RawIOBase):
         assert self._checksum is not None
         return self._checksum
 
-    def _read_source(self, want: int) -> memoryview:
-        """``want`` bytes of plaintext (fewer only where the source ends), in ``self._in``.
-
-        Chunks are always whole, so every pass cuts the plaintext at the same places."""
-        view = memoryview(self._in)[:want]
-        readinto = getattr(self._source, "readinto", None)
-        got = 0
-        while got < want:
-            if readinto is not None:
-                n = readinto(view[got:])
-            else:
-                data = self._source.read(want - got)
-                n = len(data)
-                view[got : got + n] = data
-            if not n:
-                break
-            got += n
-        return view[:got]
-
     def _record(self, ciphertext: Any) -> None:
         self._crc = zlib.crc32(ciphertext, self._crc)
         if self._chunk < len(self._digests):
@@ -279,7 +260,9 @@ class _EncryptingReader(io.RawIOBase):
     def _produce(self) -> memoryview | None:
         """The next chunk of ciphertext (the tag last), checked; None at the end."""
         if self._consumed < self._length:
-            data = self._read_source(min(_CHUNK, self._length - self._consumed))
+            # Whole chunks, so every pass cuts the plaintext at the same places.
+            want = memoryview(self._in)[: min(_CHUNK, self._length - self._consumed)]
+            data = want[: readinto_exactly(self._source, want)]
             if not data:
                 raise IntegrityError(
                     f"the upload source ended after {self._consumed} of {self._length} bytes; "
@@ -1308,7 +1291,13 @@ def _read_chunks(stream: Any, expected: int | None = None) -> Iterator[bytes]:
     (and lets botocore check the length)."""
     remaining = expected
     while True:
-        chunk = stream.read(_CHUNK if remaining is None else max(1, min(_CHUNK, remaining)))
+        if remaining is None or remaining < 0:
+            size = _CHUNK
+        elif remaining == 0:
+            size = 1  # the end, or a body longer than announced (then full reads again)
+        else:
+            size = min(_CHUNK, remaining)
+        chunk = stream.read(size)
         if not chunk:
             return
         if remaining is not None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 
+from ._body import readinto_exactly
 from ._bridge import cooperate
 from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
 from .core.envelope import ObjectDecryptor
@@ -82,24 +83,6 @@ def _read_exactly(source: Any, size: int) -> bytes:
     return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
-def _readinto_exactly(source: Any, view: memoryview) -> int:
-    """Fill ``view`` from ``source`` (fewer bytes only at its end), at most 1 MiB per call:
-    urllib3's readinto reads into a temporary bytes object of the requested size first."""
-    filled = 0
-    readinto = getattr(source, "readinto", None)
-    while filled < len(view):
-        if readinto is not None:
-            n = readinto(view[filled : filled + _MiB])
-        else:
-            data = source.read(min(_MiB, len(view) - filled))
-            n = len(data)
-            view[filled : filled + n] = data
-        if not n:
-            break
-        filled += n
-    return filled
-
-
 def _plaintext_parts(
     source: Any, part_size: int, length: int | None
 ) -> Iterator[tuple[int, bytes | memoryview, bool]]:
@@ -114,7 +97,7 @@ def _plaintext_parts(
         remaining = length
         for number in range(1, count + 1):
             want = min(part_size, remaining)
-            got = _readinto_exactly(source, buffer[:want])
+            got = readinto_exactly(source, buffer[:want])
             if got != want:
                 raise IntegrityError(
                     f"the upload source ended {remaining - got} bytes early: it was truncated "
@@ -465,7 +448,7 @@ def _ciphertext_chunks(
                             if buffer is None:
                                 buffer = take_buffer()
                             view = memoryview(buffer)[:want]
-                            data: memoryview | bytes = view[: _readinto_exactly(body, view)]
+                            data: memoryview | bytes = view[: readinto_exactly(body, view)]
                         else:
                             data = body.read()
                 except S3_RETRYABLE_DOWNLOAD_ERRORS:

@@ -167,3 +167,25 @@ def test_put_object_leaves_no_read_ahead_thread_behind_even_when_the_send_fails(
         assert s3.params["Body"].closed
     left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert left == []
+
+
+def test_read_chunks_uses_the_length_hint_but_survives_a_missing_or_wrong_one():
+    from s3cse.client import _read_chunks
+
+    class Counting(io.BytesIO):
+        def __init__(self, data):
+            super().__init__(data)
+            self.sizes = []
+
+        def read(self, n=-1):
+            self.sizes.append(n)
+            return super().read(n)
+
+    data = bytes(range(256)) * 12_000  # about 3 MiB
+    for hint in (len(data), 0, 1000, None):
+        stream = Counting(data)
+        assert b"".join(_read_chunks(stream, hint)) == data, hint
+        assert len(stream.sizes) <= 6, (hint, stream.sizes)  # never byte by byte
+    small = Counting(b"x" * 1040)
+    assert b"".join(_read_chunks(small, 1040)) == b"x" * 1040
+    assert small.sizes == [1040, 1]  # no 1 MiB read for a 1 KiB object
