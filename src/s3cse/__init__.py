@@ -1,6 +1,7 @@
 """s3cse: client-side encryption for Amazon S3, in the AWS S3 Encryption Client format."""
 
-from .client import DEFAULT_BUFFER_SIZE, EncryptionClient, ReencryptSummary
+from ._rewrap import ReencryptSummary
+from .client import DEFAULT_BUFFER_SIZE, EncryptionClient
 from .core.ciphers import RangePlan, plan_range
 from .core.envelope import (
     CryptoConfig,
@@ -31,6 +32,7 @@ from .core.metadata import (
 )
 from .core.suites import AlgorithmSuite, CommitmentPolicy
 from .errors import (
+    CipherStateError,
     CommitmentMismatchError,
     CommitmentPolicyError,
     ConfigurationError,
@@ -50,7 +52,9 @@ from .errors import (
     PlaintextTooLargeError,
     RangeNotAllowedError,
     S3CSEError,
+    SourceChangedError,
     SpoolSpaceError,
+    UnexpectedResponseError,
     UnsafeOperationError,
 )
 
@@ -60,6 +64,7 @@ __all__ = [
     "DEFAULT_BUFFER_SIZE",
     "AesKeyring",
     "AlgorithmSuite",
+    "CipherStateError",
     "CommitmentMismatchError",
     "CommitmentPolicy",
     "CommitmentPolicyError",
@@ -97,7 +102,9 @@ __all__ = [
     "ReencryptSummary",
     "RsaKeyring",
     "S3CSEError",
+    "SourceChangedError",
     "SpoolSpaceError",
+    "UnexpectedResponseError",
     "UnsafeOperationError",
     "WrapAlgorithm",
     "__version__",

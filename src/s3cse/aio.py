@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 from ._body import split_lines
 from ._bridge import LOOP, cooperate, run_awaitable
-from .client import EncryptionClient, botocore_adds_crc32
+from ._s3args import botocore_adds_crc32
+from .client import EncryptionClient
 from .errors import ConfigurationError
 
 __all__ = ["AsyncDecryptedBody", "AsyncEncryptionClient", "run_awaitable"]

@@ -9,7 +9,11 @@ never contain key bytes or plaintext.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 __all__ = [
+    "CipherStateError",
     "CommitmentMismatchError",
     "CommitmentPolicyError",
     "ConfigurationError",
@@ -29,8 +33,11 @@ __all__ = [
     "PlaintextTooLargeError",
     "RangeNotAllowedError",
     "S3CSEError",
+    "SourceChangedError",
     "SpoolSpaceError",
+    "UnexpectedResponseError",
     "UnsafeOperationError",
+    "located",
 ]
 
 
@@ -120,11 +127,28 @@ class EncryptionContextMismatchError(KeyringError):
 
 
 class IntegrityError(S3CSEError):
-    """The ciphertext failed authentication (tag mismatch, truncation, extension)."""
+    """The stored object failed authentication: tag mismatch, truncation, extension, or
+    (:class:`CommitmentMismatchError`) a key commitment that does not match."""
 
 
 class CommitmentMismatchError(IntegrityError):
     """The V3 key commitment does not match the data key: the metadata was tampered with."""
+
+
+class SourceChangedError(S3CSEError):
+    """The data being uploaded changed, grew or shrank while it was read (a local file
+    written to during the upload, a replayed body that differs from its first pass).
+    Nothing was stored; upload again once the source is stable."""
+
+
+class UnexpectedResponseError(S3CSEError):
+    """S3 (or the store standing in for it) answered with something that does not fit the
+    request: a Content-Range not asked for, a body of another length than announced."""
+
+
+class CipherStateError(S3CSEError):
+    """A cipher was used out of turn: after ``finalize``, or replayed from a rewind with
+    its input cut differently. A programming error in the caller, not bad data."""
 
 
 class PlaintextTooLargeError(S3CSEError):
@@ -146,3 +170,13 @@ class UnsafeOperationError(S3CSEError):
 class SpoolSpaceError(S3CSEError, OSError):
     """The temporary directory has no room for the ciphertext that must be verified
     before any plaintext is released; the message says how much was needed and where."""
+
+
+@contextlib.contextmanager
+def located(bucket: str | None, key: str | None) -> Iterator[None]:
+    """Within this block, an :class:`S3CSEError` that names no object is made to name
+    ``s3://bucket/key`` (and raised without the chained context of the failing call)."""
+    try:
+        yield
+    except S3CSEError as exc:
+        raise exc.at(bucket, key) from None

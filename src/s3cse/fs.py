@@ -15,35 +15,28 @@ data outgrows one part, a single PUT below that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import s3fs
 
-from ._spool import ciphertext_spool, close_in_background
-from .client import EncryptionClient, read_content_metadata, without_redundant_checksum
+from . import transfer
+from ._download import verified_spool
+from ._keyfiles import KeyOptions, build_keyrings, parse_json_map
+from ._spool import close_in_background
+from ._upload import MultipartUpload, put_object
+from .client import EncryptionClient
 from .core import metadata as md
-from .core.envelope import ObjectDecryptor
-from .core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
-from .errors import ConfigurationError, NotEncryptedError, S3CSEError, UnsafeOperationError
+from .core.keyrings import KmsKeyring
+from .errors import NotEncryptedError, UnsafeOperationError, located
 
 __all__ = ["S3CSEFileSystem"]
 
 _MiB = 1024 * 1024
 _PART = 8 * _MiB
-
-
-def _json_option(value: Any, name: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        value = json.loads(value)
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{name} must be a dict (or JSON object) of strings")
-    return {str(k): str(v) for k, v in value.items()}
 
 
 class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
@@ -66,8 +59,7 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         **kwargs: Any,
     ):
         super().__init__(*args, endpoint_url=endpoint_url, **kwargs)
-        self.encryption_context = _json_option(encryption_context, "encryption_context")
-        description = _json_option(material_description, "material_description")
+        self.encryption_context = parse_json_map(encryption_context, "encryption_context")
         import boto3
         from botocore.config import Config
 
@@ -85,28 +77,23 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
                 s3={"addressing_style": "path"} if endpoint_url else {}, max_pool_connections=32
             ),
         )
-        rings: list[Keyring] = []
-        if kms_key_id:
-            rings.append(KmsKeyring(kms_key_id, kms_client=session.client("kms")))
-        if aes_key_file:
-            from .cli.keys import read_aes_key
-
-            rings.append(AesKeyring(read_aes_key(aes_key_file), description))
-        if rsa_private_key_file:
-            with open(rsa_private_key_file, "rb") as f:
-                rings.append(RsaKeyring(private_key=f.read(), material_description=description))
-        if rsa_public_key_file:
-            with open(rsa_public_key_file, "rb") as f:
-                rings.append(RsaKeyring(public_key=f.read(), material_description=description))
-        if not rings:
-            rings.append(KmsKeyring.discovery(session.client("kms")))
-        keyring = rings[0] if len(rings) == 1 else MultiKeyring(rings[0], rings[1:])
+        options = KeyOptions(
+            kms_key_ids=[kms_key_id] if kms_key_id else [],
+            aes_keys=[aes_key_file] if aes_key_file else [],
+            rsa_private_keys=[rsa_private_key_file] if rsa_private_key_file else [],
+            rsa_public_keys=[rsa_public_key_file] if rsa_public_key_file else [],
+            matdesc=material_description,
+            matdesc_option="material_description",
+            kms_client=session.client("kms"),
+        )
+        keyring = build_keyrings(options) or KmsKeyring.discovery(options.kms_client)
         self.encryption = EncryptionClient(
             s3,
             keyring=keyring,
             commitment_policy=commitment_policy,
             instruction_file_put=instruction_file,
         )
+        self._store = self.encryption._store
 
     def _extra(self) -> dict[str, Any]:
         return {"EncryptionContext": self.encryption_context} if self.encryption_context else {}
@@ -140,13 +127,16 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             return info
         bucket, key, _ = self.split_path(path)
         head = await self._call_s3("head_object", Bucket=bucket, Key=key)
-        metadata = head.get("Metadata", {})
-        encrypted = md.has_crypto_metadata(metadata) or await self._exists(
-            f"{bucket}/{key}{md.INSTRUCTION_FILE_SUFFIX}"
-        )
-        if encrypted:
-            info["size"] = max(0, int(info["size"]) - 16)
-            info["encrypted"] = True
+        try:
+            content = await asyncio.to_thread(
+                self._store.content_metadata, bucket, key, head.get("Metadata", {}), {}
+            )
+        except NotEncryptedError:
+            return info
+        size = content.plaintext_length(int(info["size"]))
+        if size is not None:
+            info["size"] = size
+        info["encrypted"] = True
         return info
 
     # ------------------------------------------------------------ reading and writing
@@ -265,46 +255,30 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
 
 
 class _VerifiedReadFile(io.RawIOBase):
-    """A seekable file of verified plaintext over a local spool of the ciphertext."""
+    """A seekable file of verified plaintext over a local spool of the ciphertext.
+
+    The ciphertext is fetched as ``download_file`` fetches it (concurrent ranged GETs
+    pinned to the object's ETag) and its tag checked before the file opens."""
 
     def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str):
         super().__init__()
         self.path = f"{bucket}/{key}"
-        client = fs.encryption
-        response = client.s3_client.get_object(Bucket=bucket, Key=key)
-        body = response["Body"]
-        try:
-            content = read_content_metadata(
-                client.s3_client, bucket, key, response.get("Metadata", {})
-            )
-            decryptor: ObjectDecryptor = client._begin_decryptor(
-                content, fs.encryption_context or None
-            )
-            if content.suite.cipher != "GCM":
+        store = fs._store
+        head, decryptor = store.begin_download(bucket, key, {}, fs.encryption_context or None)
+        with located(bucket, key):
+            if decryptor.suite.cipher != "GCM":
                 raise NotEncryptedError(
                     "s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client"
-                ).at(bucket, key)
-            body = without_redundant_checksum(body)  # the GCM tag covers every byte
-            self._spool = ciphertext_spool(int(response.get("ContentLength", 0)))
-            scratch = bytearray(_MiB + 64)
-            while chunk := body.read(_MiB):
-                self._spool.write(chunk)
-                decryptor.update_into(chunk, scratch)
-            decryptor.finalize()  # raises IntegrityError before anything is served
-            self._spool.flush()
-            self._spool.truncate(self._spool.tell())  # what was reserved but not written
-        except S3CSEError as exc:
-            if hasattr(self, "_spool"):
-                self._spool.close()
-            raise exc.at(bucket, key) from None
-        except BaseException:
-            if hasattr(self, "_spool"):
-                self._spool.close()
-            raise
-        finally:
-            body.close()
+                )
+            stored = int(head["ContentLength"])
+            settings = transfer.TransferSettings(None)
+            chunks = transfer.ciphertext_chunks(
+                store, bucket, key, stored, head.get("ETag"), {}, settings
+            )
+            with contextlib.closing(chunks):
+                self._spool = verified_spool(chunks, stored, decryptor)
         self._decryptor = decryptor
-        self.size = max(0, self._spool.tell() - 16)
+        self.size = decryptor.plaintext_length(stored) or 0
         self._position = 0
 
     def readable(self) -> bool:
@@ -345,14 +319,15 @@ class _VerifiedReadFile(io.RawIOBase):
 
 
 class _EncryptingWriteFile(io.RawIOBase):
-    """Encrypts while writing: parts of 8 MiB through the encrypted multipart API."""
+    """Encrypts while writing: parts of 8 MiB through the encrypted multipart driver, or
+    one PutObject for a file that stays below one part."""
 
     def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str):
         super().__init__()
         self.fs, self.bucket, self.key = fs, bucket, key
         self.path = f"{bucket}/{key}"
         self._buffer = bytearray()
-        self._upload_id: str | None = None
+        self._upload: MultipartUpload | None = None
         self._parts: list[dict[str, Any]] = []
 
     def writable(self) -> bool:
@@ -368,10 +343,8 @@ class _EncryptingWriteFile(io.RawIOBase):
         """Abort the upload (if one started) and close without storing anything."""
         if self.closed:
             return
-        if self._upload_id is not None:
-            self.fs.encryption.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
-            )
+        if self._upload is not None:
+            self._upload.abort()
         self._buffer = bytearray()
         io.RawIOBase.close(self)
 
@@ -385,45 +358,35 @@ class _EncryptingWriteFile(io.RawIOBase):
             del self._buffer[:_PART]
         return len(view)
 
-    def _send(self, data: bytes, *, last: bool) -> None:
-        client = self.fs.encryption
-        if self._upload_id is None:
-            self._upload_id = client.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, **self.fs._extra()
-            )["UploadId"]
+    def _send(self, data: Any, *, last: bool) -> None:
+        if self._upload is None:
+            self._upload, _ = MultipartUpload.create(
+                self.fs._store, self.bucket, self.key, self.fs._extra()
+            )
         number = len(self._parts) + 1
-        response = client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=data,
-            IsLastPart=last,
-        )
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        ciphertext = self._upload.encrypt_part(number, data, last=last)
+        self._parts.append(self._upload.send_part(number, ciphertext))
 
     def close(self) -> None:
         if self.closed:
             return
-        client = self.fs.encryption
         try:
-            if self._upload_id is None:
-                client.put_object(
-                    Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self.fs._extra()
+            if self._upload is None:
+                put_object(
+                    self.fs._store,
+                    {
+                        "Bucket": self.bucket,
+                        "Key": self.key,
+                        "Body": bytes(self._buffer),
+                        **self.fs._extra(),
+                    },
                 )
             else:
-                self._send(bytes(self._buffer), last=True)
-                client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
-                )
+                self._send(memoryview(self._buffer), last=True)
+                self._upload.complete(self._parts)
         except BaseException:
-            if self._upload_id is not None:
-                client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
-                )
+            if self._upload is not None:
+                self._upload.abort()
             raise
         finally:
             self._buffer = bytearray()

@@ -11,7 +11,6 @@ and feed it to the decryptor in order; at most ``max_concurrency`` ranges are he
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -19,24 +18,21 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any
 
 from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 
+from . import _s3args
 from ._body import readinto_exactly
 from ._bridge import cooperate
-from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
-from .core.envelope import ObjectDecryptor
-from .core.suites import GCM_MAX_PLAINTEXT_LENGTH
-from .errors import ConfigurationError, IntegrityError, PlaintextTooLargeError, S3CSEError
+from ._download import decrypt_to, verified_spool
+from ._objects import ObjectStore
+from ._spool import close_in_background, spool_chunks
+from ._upload import MultipartUpload, plaintext_source, put_object
+from .errors import ConfigurationError, SourceChangedError, UnexpectedResponseError, located
 
-if TYPE_CHECKING:
-    from .client import EncryptionClient
-
-from .client import _plaintext_source
-
-__all__ = ["TransferSettings", "download", "upload"]
+__all__ = ["TransferSettings", "ciphertext_chunks", "download", "upload"]
 
 log = logging.getLogger(__name__)
 
@@ -71,54 +67,45 @@ class TransferSettings:
 # ---------------------------------------------------------------- upload
 
 
-def _read_exactly(source: Any, size: int) -> bytes:
-    parts = []
-    remaining = size
-    while remaining:
-        data = source.read(remaining)
-        if not data:
-            break
-        parts.append(data)
-        remaining -= len(data)
-    return b"".join(parts) if len(parts) != 1 else parts[0]
-
-
 def _plaintext_parts(
     source: Any, part_size: int, length: int | None
-) -> Iterator[tuple[int, bytes | memoryview, bool]]:
-    """Yield (part number, plaintext, is_last).
+) -> Iterator[tuple[int, memoryview, bool]]:
+    """Yield (part number, plaintext, is_last), each part read into one of two reused
+    buffers (each is encrypted before the next but one is read).
 
-    With a known length, parts are read into one reused buffer (each is encrypted before
-    the next is read); otherwise one part is read ahead to know which is the last.
-    """
+    With an unknown length one part is read ahead, to know which is the last."""
+    buffers = [
+        memoryview(bytearray(part_size if length is None else min(part_size, max(length, 1))))
+        for _ in range(2 if length is None else 1)
+    ]
     if length is not None:
         count = max(1, -(-length // part_size))
-        buffer = memoryview(bytearray(min(part_size, max(length, 1))))
         remaining = length
         for number in range(1, count + 1):
             want = min(part_size, remaining)
-            got = readinto_exactly(source, buffer[:want])
+            got = readinto_exactly(source, buffers[0][:want])
             if got != want:
-                raise IntegrityError(
+                raise SourceChangedError(
                     f"the upload source ended {remaining - got} bytes early: it was truncated "
                     "while being read"
                 )
             remaining -= got
-            yield number, buffer[:got], number == count
+            yield number, buffers[0][:got], number == count
         return
-    current = _read_exactly(source, part_size)
+    current = buffers[0][: readinto_exactly(source, buffers[0])]
     number = 1
     while True:
-        following = _read_exactly(source, part_size) if len(current) == part_size else b""
-        last = not following
+        following = buffers[number % 2]
+        got = readinto_exactly(source, following) if len(current) == part_size else 0
+        last = not got
         yield number, current, last
         if last:
             return
-        current, number = following, number + 1
+        current, number = following[:got], number + 1
 
 
 def upload(
-    client: EncryptionClient,
+    store: ObjectStore,
     source: Any,
     bucket: str,
     key: str,
@@ -130,21 +117,16 @@ def upload(
     """Encrypt ``source`` (a readable binary file object) and upload it to ``bucket/key``."""
     settings = TransferSettings(config)
     extra = dict(extra_args or {})
-    source, length = _plaintext_source(source)
-    if length is not None and length > GCM_MAX_PLAINTEXT_LENGTH:
-        raise PlaintextTooLargeError(
-            f"the file is {length} bytes, over the AES-GCM limit of {GCM_MAX_PLAINTEXT_LENGTH} "
-            "bytes (2^36 - 32) for one object; split it into several objects"
-        ).at(bucket, key)
+    source, length = plaintext_source(source)
     if length is not None and length < settings.multipart_threshold:
         body = _ProgressReader(source, callback) if callback else source
-        client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+        put_object(store, {"Bucket": bucket, "Key": key, "Body": body, **extra})
         return
-    _multipart_upload(client, source, bucket, key, length, extra, callback, settings)
+    _multipart_upload(store, source, bucket, key, length, extra, callback, settings)
 
 
 def _multipart_upload(
-    client: EncryptionClient,
+    store: ObjectStore,
     source: Any,
     bucket: str,
     key: str,
@@ -153,41 +135,14 @@ def _multipart_upload(
     callback: Callable[[int], Any] | None,
     settings: TransferSettings,
 ) -> None:
-    encryptor, create_args, instruction = client._begin_upload(bucket, key, extra, length)
-    s3 = client.s3_client
-    upload_id = s3.create_multipart_upload(**create_args)["UploadId"]
-    log.debug("multipart upload %s of s3://%s/%s started", upload_id, bucket, key)
-    part_args = {
-        k: create_args[k]
-        for k in (
-            "SSECustomerAlgorithm",
-            "SSECustomerKey",
-            "SSECustomerKeyMD5",
-            "RequestPayer",
-            "ExpectedBucketOwner",
-            "ChecksumAlgorithm",
-        )
-        if k in create_args
-    }
-    multipart = encryptor.multipart()
+    upload, _ = MultipartUpload.create(store, bucket, key, extra, length)
     slots = threading.BoundedSemaphore(settings.max_concurrency)
     done_parts: list[dict[str, Any]] = []
     lock = threading.Lock()
 
-    def send(number: int, ciphertext: bytes | bytearray, plaintext_size: int) -> None:
+    def send(number: int, ciphertext: bytearray, plaintext_size: int) -> None:
         try:
-            response = s3.upload_part(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=ciphertext,
-                **part_args,
-            )
-            entry = {"PartNumber": number, "ETag": response["ETag"]}
-            for name in ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256"):
-                if response.get(name):
-                    entry[name] = response[name]
+            entry = upload.send_part(number, ciphertext)
             with lock:
                 done_parts.append(entry)
             if callback is not None:
@@ -198,31 +153,18 @@ def _multipart_upload(
     try:
         with concurrent.futures.ThreadPoolExecutor(settings.max_concurrency) as pool:
             futures = []
-            total = 0
             parts = _plaintext_parts(source, settings.part_size(length), length)
             while True:
                 # A slot first: at most max_concurrency encrypted parts exist at once.
                 slots.acquire()
                 try:
                     number, plaintext, last = next(parts)
-                except StopIteration:
+                    ciphertext = upload.encrypt_part(number, plaintext, last=last)
+                except BaseException as exc:
                     slots.release()
-                    break
-                except BaseException:
-                    slots.release()
+                    if isinstance(exc, StopIteration):
+                        break
                     raise
-                total += len(plaintext)
-                if total > GCM_MAX_PLAINTEXT_LENGTH:
-                    slots.release()
-                    raise PlaintextTooLargeError(
-                        f"the stream exceeded the AES-GCM limit of {GCM_MAX_PLAINTEXT_LENGTH} "
-                        "bytes for one object"
-                    )
-                # Into a fresh buffer (update_into is several times faster than update),
-                # sized exactly so botocore sees a plain bytearray body.
-                ciphertext = bytearray(len(plaintext) + 31)
-                size = multipart.encrypt_part_into(number, plaintext, ciphertext, last=last)
-                del ciphertext[size:]
                 cooperate()
                 futures.append(
                     pool.submit(
@@ -234,33 +176,14 @@ def _multipart_upload(
                     future.result()  # surface a failed part early
             for future in futures:
                 future.result()
-        done_parts.sort(key=lambda p: p["PartNumber"])
-        complete_args = {
-            k: v
-            for k, v in part_args.items()
-            if k
-            in (
-                "RequestPayer",
-                "ExpectedBucketOwner",
-                "SSECustomerAlgorithm",
-                "SSECustomerKey",
-                "SSECustomerKeyMD5",
-            )
-        }
-        s3.complete_multipart_upload(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": done_parts},
-            **complete_args,
-        )
+        upload.complete(done_parts)
     except BaseException:
-        log.warning("multipart upload of s3://%s/%s failed; aborting %s", bucket, key, upload_id)
+        log.warning(
+            "multipart upload of s3://%s/%s failed; aborting %s", bucket, key, upload.upload_id
+        )
         with contextlib.suppress(Exception):
-            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            upload.abort()
         raise
-    if instruction is not None:
-        client._put_instruction_file(bucket, key, instruction, extra)
 
 
 class _ProgressReader:
@@ -299,7 +222,7 @@ class _ProgressReader:
 
 
 def download(
-    client: EncryptionClient,
+    store: ObjectStore,
     bucket: str,
     key: str,
     sink: Any,
@@ -308,107 +231,45 @@ def download(
     callback: Callable[[int], Any] | None,
     config: Any,
     sink_is_private: bool,
+    delayed: bool,
 ) -> None:
     """Download, verify and decrypt ``bucket/key`` into the writable ``sink``.
 
     ``sink_is_private`` says that ``sink`` is a temporary file nobody reads before the
     transfer succeeded (download_file); then plaintext is written as it decrypts and
-    verified at the end. Otherwise (and unless delayed authentication was chosen) the
-    ciphertext is spooled and verified first, so ``sink`` sees only verified plaintext.
+    verified at the end, as with ``delayed`` authentication. Otherwise the ciphertext
+    is spooled and verified first, so ``sink`` sees only verified plaintext.
     """
     settings = TransferSettings(config)
     extra = dict(extra_args or {})
     context = extra.pop("EncryptionContext", None)
-    head, decryptor = client._begin_download(bucket, key, extra, context)
+    head, decryptor = store.begin_download(bucket, key, extra, context)
     size = int(head["ContentLength"])
-    etag = head.get("ETag")
-    chunks = _ciphertext_chunks(client, bucket, key, size, etag, extra, settings)
-    try:
-        if sink_is_private or client._delayed:
-            _decrypt_to(sink, chunks, decryptor, callback)
+    chunks = ciphertext_chunks(store, bucket, key, size, head.get("ETag"), extra, settings)
+    with located(bucket, key), contextlib.closing(chunks):
+        if sink_is_private or delayed:
+            decrypt_to(sink, chunks, decryptor, callback)
             return
-        spool = ciphertext_spool(size)
+        spool = verified_spool(chunks, size, decryptor.fresh())
         try:
-            verifier = decryptor.fresh()
-            scratch = bytearray(settings.part_size(None) + 64)
-            for chunk in chunks:
-                spool.write(chunk)
-                if len(chunk) + 32 > len(scratch):
-                    scratch = bytearray(len(chunk) + 64)
-                verifier.update_into(chunk, scratch)
-                cooperate()
-            verifier.finalize()
-            trim(spool)
-            _decrypt_to(sink, spool_chunks(spool), decryptor, callback)
+            decrypt_to(sink, spool_chunks(spool), decryptor, callback)
         finally:
             close_in_background(spool)
-    except S3CSEError as exc:
-        raise exc.at(bucket, key) from None
 
 
-def _decrypt_to(
-    sink: Any,
-    chunks: Iterator[bytes | memoryview],
-    decryptor: ObjectDecryptor,
-    callback: Callable[[int], Any] | None,
-) -> None:
-    """Decrypt in 1 MiB slices into a ring of three buffers; a writer thread writes
-    them out (file writes release the GIL), overlapping decryption and fetching."""
-    ring = [bytearray(_MiB + 64) for _ in range(3)]
-    pending: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
-    turn = 0
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s3cse-write") as writer:
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                for offset in range(0, len(view), _MiB):
-                    while len(pending) >= len(ring) - 1:  # the buffer about to be reused is free
-                        pending.popleft().result()
-                    out = ring[turn % len(ring)]
-                    turn += 1
-                    n = decryptor.update_into(view[offset : offset + _MiB], out)
-                    cooperate()
-                    if n:
-                        pending.append(writer.submit(sink.write, memoryview(out)[:n]))
-                        if callback is not None:
-                            callback(n)
-            while pending:
-                pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-    last = decryptor.finalize()
-    if last:
-        sink.write(last)
-        if callback is not None:
-            callback(len(last))
-
-
-def _ciphertext_chunks(
-    client: EncryptionClient,
+def ciphertext_chunks(
+    store: ObjectStore,
     bucket: str,
     key: str,
     size: int,
     etag: str | None,
     extra: Mapping[str, Any],
     settings: TransferSettings,
-) -> Iterator[memoryview | bytes]:
-    """Yield the object's ciphertext in order, fetched by concurrent ranged GETs (each
-    piece is valid until the next one is asked for)."""
-    s3 = client.s3_client
-    get_args = {
-        k: v
-        for k, v in extra.items()
-        if k
-        in (
-            "VersionId",
-            "SSECustomerAlgorithm",
-            "SSECustomerKey",
-            "SSECustomerKeyMD5",
-            "RequestPayer",
-            "ExpectedBucketOwner",
-        )
-    }
+) -> Generator[memoryview | bytes, None, None]:
+    """Yield the object's ciphertext in order, fetched by concurrent ranged GETs pinned
+    to ``etag`` (each piece is valid until the next one is asked for)."""
+    s3 = store.s3
+    get_args = _s3args.forward("ranged_get", extra)
     if etag:
         get_args["IfMatch"] = etag
     chunk = max(settings.multipart_chunksize, _MiB)
@@ -457,7 +318,7 @@ def _ciphertext_chunks(
                     log.debug("ranged read %s-%s of %s cut off; retrying", first, last, key)
                     continue
                 if len(data) != want:
-                    raise IntegrityError(
+                    raise UnexpectedResponseError(
                         f"ranged read of bytes {first}-{last} returned {len(data)} bytes: the "
                         "object changed or the connection was cut"
                     )

@@ -410,7 +410,7 @@ class _ChangesAfterFirstPass(io.BytesIO):
 def test_a_source_that_changes_or_shrinks_during_put_is_refused_and_nothing_is_stored(s3, bucket, aes_keyring):
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     data = payload(5 * 1024 * 1024, seed=14)
-    with pytest.raises(s3cse.IntegrityError, match=f"s3://{bucket}/changing: the upload source changed"):
+    with pytest.raises(s3cse.SourceChangedError, match=f"s3://{bucket}/changing: the upload source changed"):
         client.put_object(Bucket=bucket, Key="changing", Body=_ChangesAfterFirstPass(data))
 
     class Shrinking(io.BytesIO):
@@ -422,7 +422,7 @@ def test_a_source_that_changes_or_shrinks_during_put_is_refused_and_nothing_is_s
 
         readinto = None
 
-    with pytest.raises(s3cse.IntegrityError, match=f"s3://{bucket}/shrinking: the upload source ended after"):
+    with pytest.raises(s3cse.SourceChangedError, match=f"s3://{bucket}/shrinking: the upload source ended after"):
         client.put_object(Bucket=bucket, Key="shrinking", Body=Shrinking(data))
     for key in ("changing", "shrinking"):
         with pytest.raises(ClientError):

@@ -8,7 +8,7 @@ import pytest
 
 import s3cse
 from s3cse.cli.main import local_destination
-from s3cse.client import _EncryptingReader
+from s3cse._upload import EncryptingReader as _EncryptingReader
 
 
 def test_recursive_download_names_cannot_escape_the_folder(tmp_path):
@@ -27,7 +27,7 @@ def test_encrypting_body_refuses_a_source_that_changed_between_passes():
     assert reader.read() == first  # an identical replay resends identical bytes
     reader.seek(0)
     source.getbuffer()[10] = ord("b")
-    with pytest.raises(s3cse.IntegrityError, match="changed between"):
+    with pytest.raises(s3cse.SourceChangedError, match="changed between"):
         reader.read()
 
 
@@ -49,7 +49,7 @@ def test_gcm_bodies_skip_botocore_crc_but_keep_the_length_check():
     from botocore.exceptions import IncompleteReadError
     from botocore.httpchecksum import Crc32Checksum, StreamingChecksumBody
 
-    from s3cse.client import without_redundant_checksum
+    from s3cse._download import without_redundant_checksum
 
     data = b"ciphertext" * 1000
     checked = StreamingChecksumBody(io.BytesIO(data), str(len(data)), Crc32Checksum(), "AAAAAA==")  # header text, as botocore passes it
@@ -111,7 +111,7 @@ def test_a_large_encrypting_body_reads_ahead_and_still_refuses_a_changed_source(
     else:
         source._data[3 * 1024 * 1024 + 5] ^= 1
     sent = bytearray()
-    with pytest.raises(s3cse.IntegrityError, match="changed between"):
+    with pytest.raises(s3cse.SourceChangedError, match="changed between"):
         while piece := reader.read(65536):
             sent += piece
     assert bytes(sent) == first[: len(sent)] and len(sent) <= 3 * 1024 * 1024
@@ -170,7 +170,7 @@ def test_put_object_leaves_no_read_ahead_thread_behind_even_when_the_send_fails(
 
 
 def test_read_chunks_uses_the_length_hint_but_survives_a_missing_or_wrong_one():
-    from s3cse.client import _read_chunks
+    from s3cse._download import read_chunks as _read_chunks
 
     class Counting(io.BytesIO):
         def __init__(self, data):

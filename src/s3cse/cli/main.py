@@ -22,8 +22,10 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..client import EncryptionClient, read_content_metadata
-from ..core.metadata import INSTRUCTION_FILE_SUFFIX
+from .. import _keyfiles as keyfiles
+from .._objects import read_content_metadata
+from ..client import EncryptionClient
+from ..core.metadata import INSTRUCTION_FILE_SUFFIX, likely_plaintext_length
 from ..errors import (
     ConfigurationError,
     IntegrityError,
@@ -32,7 +34,6 @@ from ..errors import (
     S3CSEError,
 )
 from ..local import LOCAL_KMS_ALIAS
-from . import keys as keyfiles
 from .progress import Progress
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTEGRITY = 1, 2, 3
@@ -475,7 +476,7 @@ def _destination_client(ctx: Context, crypto: Crypto, to: dict[str, Any]) -> Enc
     keyring = keyfiles.build_keyrings(options)
     assert keyring is not None
     return EncryptionClient(
-        ctx.s3, keyring=keyring, instruction_file_put=crypto.client._instruction_file_put
+        ctx.s3, keyring=keyring, instruction_file_put=crypto.client.instruction_file_put
     )
 
 
@@ -532,8 +533,9 @@ def _copy_one(
     if os.path.isdir(path) or path.endswith(os.sep):
         path = os.path.join(path, source.key.rsplit("/", 1)[-1])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    head = ctx.s3.head_object(Bucket=source.bucket, Key=source.key)
-    task = progress.task(str(source), max(0, int(head["ContentLength"]) - 16))
+    task = progress.task(
+        str(source), _describe(ctx.s3, source.bucket, source.key)["plaintext_size"]
+    )
     client.download_file(source.bucket, source.key, path, ExtraArgs=extra, Callback=task)
     if not ctx.quiet:
         progress.log(f"download: {source} to {path}")
@@ -573,7 +575,9 @@ def _copy_recursive(
                     )
                     continue
                 dst = local
-            pairs.append((S3Url(source.bucket, key), dst, max(0, int(item["Size"]) - 16)))
+            pairs.append(
+                (S3Url(source.bucket, key), dst, likely_plaintext_length(int(item["Size"])))
+            )
     else:
         if source == "-" or not os.path.isdir(source):
             raise click.UsageError(f"{source} is not a folder")
@@ -653,25 +657,13 @@ def cat(src: str, **kw: Any) -> None:
 def _describe(s3: Any, bucket: str, key: str) -> dict[str, Any]:
     head = s3.head_object(Bucket=bucket, Key=key)
     size = int(head["ContentLength"])
-    info: dict[str, Any] = {"object": f"s3://{bucket}/{key}", "ciphertext_size": size}
+    info: dict[str, Any] = {"object": f"s3://{bucket}/{key}"}
     try:
         content = read_content_metadata(s3, bucket, key, head.get("Metadata", {}))
     except NotEncryptedError:
-        info.update(format="not encrypted", plaintext_size=size)
+        info.update(format="not encrypted", ciphertext_size=size, plaintext_size=size)
         return info
-    info.update(content.describe())
-    info["plaintext_size"] = (
-        size - 16 if content.suite.cipher == "GCM" else content.unencrypted_content_length
-    )
-    description = dict(content.material_description)
-    if content.wrap_algorithm.key_family == "kms":
-        info["encryption_context"] = {
-            k: v for k, v in description.items() if k != "aws:x-amz-cek-alg"
-        }
-        info["kms_key_id"] = description.get(
-            "kms_cmk_id", "(inside the wrapped key; KMS reports it on decrypt)"
-        )
-        del info["material_description"]
+    info.update(content.describe(size))
     return info
 
 
@@ -731,7 +723,9 @@ def ls(url: str, recursive: bool, **kw: Any) -> None:
                     mark = f"damaged: {exc.message[:40]}"
                     size: Any = item["Size"]
                 else:
-                    size = info.get("plaintext_size", item["Size"])
+                    size = info.get("plaintext_size")
+                    if size is None:  # CBC without a length field: known only on decrypt
+                        size = "?"
                     if info.get("format") == "not encrypted":
                         mark = "plain"
                     else:

@@ -11,19 +11,22 @@ that must not release unauthenticated bytes hold it until ``finalize`` returns.
 from __future__ import annotations
 
 import dataclasses
+import hmac
+import os
 import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from ..errors import (
+    CipherStateError,
     ConfigurationError,
     IntegrityError,
     MultipartSequenceError,
-    PlaintextTooLargeError,
 )
-from .suites import GCM_MAX_PLAINTEXT_LENGTH
+from .suites import GCM_MAX_PLAINTEXT_LENGTH, check_plaintext_length
 
 __all__ = [
     "TAG_LENGTH",
@@ -42,14 +45,6 @@ _BLOCK = 16
 Buffer = bytes | bytearray | memoryview
 
 
-def _too_large(total: int) -> PlaintextTooLargeError:
-    return PlaintextTooLargeError(
-        f"plaintext of {total} bytes or more exceeds the AES-GCM limit of "
-        f"{GCM_MAX_PLAINTEXT_LENGTH} bytes (2^36 - 32) for one object; split the data "
-        "into several objects"
-    )
-
-
 class GcmEncryptor:
     """AES-GCM encryption of one object's content; ``finalize`` returns the 16-byte tag."""
 
@@ -66,12 +61,16 @@ class GcmEncryptor:
     def bytes_encrypted(self) -> int:
         return self._count
 
+    @property
+    def finished(self) -> bool:
+        """Whether ``finalize`` has been called."""
+        return self._finished
+
     def _account(self, n: int) -> None:
         if self._finished:
-            raise ConfigurationError("this encryptor has already been finalized")
+            raise CipherStateError("this encryptor has already been finalized")
         self._count += n
-        if self._count > GCM_MAX_PLAINTEXT_LENGTH:
-            raise _too_large(self._count)
+        check_plaintext_length(self._count)
 
     def update(self, data: Buffer) -> bytes:
         """Encrypt ``data`` and return the ciphertext (same length)."""
@@ -86,7 +85,7 @@ class GcmEncryptor:
     def finalize(self) -> bytes:
         """Finish the stream and return the authentication tag."""
         if self._finished:
-            raise ConfigurationError("this encryptor has already been finalized")
+            raise CipherStateError("this encryptor has already been finalized")
         self._finished = True
         self._encryptor.finalize()
         return self._encryptor.tag
@@ -110,7 +109,7 @@ class GcmDecryptor:
     def _split(self, data: Buffer) -> tuple[bytes, memoryview]:
         """Return (held-back bytes to decrypt first, the rest to decrypt) and update the tail."""
         if self._finished:
-            raise ConfigurationError("this decryptor has already been finalized")
+            raise CipherStateError("this decryptor has already been finalized")
         view = memoryview(data)
         if len(view) >= TAG_LENGTH:
             head, rest = self._tail, view[: len(view) - TAG_LENGTH]
@@ -144,7 +143,7 @@ class GcmDecryptor:
     def finalize(self) -> bytes:
         """Verify the tag; return b"" or raise :class:`IntegrityError`."""
         if self._finished:
-            raise ConfigurationError("this decryptor has already been finalized")
+            raise CipherStateError("this decryptor has already been finalized")
         self._finished = True
         if len(self._tail) < TAG_LENGTH:
             raise IntegrityError(
@@ -169,7 +168,7 @@ class CbcDecryptor:
 
     def update(self, data: Buffer) -> bytes:
         if self._finished:
-            raise ConfigurationError("this decryptor has already been finalized")
+            raise CipherStateError("this decryptor has already been finalized")
         return self._unpadder.update(self._decryptor.update(data))
 
     def update_into(self, data: Buffer, out: bytearray | memoryview) -> int:
@@ -179,7 +178,7 @@ class CbcDecryptor:
 
     def finalize(self) -> bytes:
         if self._finished:
-            raise ConfigurationError("this decryptor has already been finalized")
+            raise CipherStateError("this decryptor has already been finalized")
         self._finished = True
         try:
             last = self._decryptor.finalize()
@@ -238,14 +237,19 @@ class MultipartEncryptor:
     """Hands out the ciphertext of a multipart upload part by part, through one GCM stream.
 
     Parts must come in order 1, 2, 3, ...; every part but the last must be a
-    multiple of 16 bytes; the last part carries the tag. Part numbers out of order,
-    repeated, or after the last part are refused: one GCM stream cannot go back.
+    multiple of 16 bytes; the last part carries the tag. One GCM stream cannot go back,
+    so a part can be had again only as it was: asking for the part just encrypted, with
+    the same plaintext (its upload failed and is being resent), returns the same
+    ciphertext; anything else out of order is refused.
     """
 
     def __init__(self, encryptor: GcmEncryptor):
         self._encryptor = encryptor
         self._next_part = 1
         self._done = False
+        self._fingerprint_key = os.urandom(32)
+        #: (part number, last, Poly1305 tag of its plaintext, its ciphertext)
+        self._previous: tuple[int, bool, bytes, bytearray] | None = None
 
     @property
     def next_part_number(self) -> int:
@@ -255,25 +259,27 @@ class MultipartEncryptor:
     def finished(self) -> bool:
         return self._done
 
-    def encrypt_part(self, part_number: int, data: Buffer, *, last: bool) -> bytes:
+    def encrypt_part(self, part_number: int, data: Buffer, *, last: bool) -> bytearray:
         """Return the ciphertext of part ``part_number`` (with the tag if ``last``)."""
+        fingerprint = Poly1305.generate_tag(self._fingerprint_key, data)
+        previous = self._previous
+        if (
+            previous is not None
+            and previous[0] == part_number
+            and previous[1] == last
+            and hmac.compare_digest(previous[2], fingerprint)
+        ):
+            return previous[3]
         self._check(part_number, len(data), last)
-        body = self._encryptor.update(data)
-        self._advance(last)
-        return body + self._encryptor.finalize() if last else body
-
-    def encrypt_part_into(
-        self, part_number: int, data: Buffer, out: bytearray | memoryview, *, last: bool
-    ) -> int:
-        """Like :meth:`encrypt_part` into ``out`` (``len(data) + 31`` bytes); return its length."""
-        self._check(part_number, len(data), last)
+        out = bytearray(len(data) + 31)
         n = self._encryptor.update_into(data, out)
         self._advance(last)
         if last:
-            tag = self._encryptor.finalize()
-            memoryview(out)[n : n + TAG_LENGTH] = tag
+            out[n : n + TAG_LENGTH] = self._encryptor.finalize()
             n += TAG_LENGTH
-        return n
+        del out[n:]
+        self._previous = (part_number, last, fingerprint, out)
+        return out
 
     def _check(self, part_number: int, size: int, last: bool) -> None:
         if self._done:

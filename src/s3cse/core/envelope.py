@@ -14,19 +14,23 @@ shell (boto3 client, transfers, CLI) drives:
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import hmac
 import os
 from collections.abc import Callable, Mapping
 
+from cryptography.hazmat.primitives.poly1305 import Poly1305
+
 from ..errors import (
+    CipherStateError,
     ConfigurationError,
     IntegrityError,
     KeyringError,
     LegacyAlgorithmDisabledError,
     MalformedMetadataError,
-    PlaintextTooLargeError,
     RangeNotAllowedError,
+    SourceChangedError,
 )
 from . import kdf
 from .ciphers import (
@@ -53,11 +57,11 @@ from .metadata import (
     parse_metadata,
 )
 from .suites import (
-    GCM_MAX_PLAINTEXT_LENGTH,
     AlgorithmSuite,
     CommitmentPolicy,
     check_decrypt_allowed,
     check_encrypt_suite,
+    check_plaintext_length,
     default_suite_for,
 )
 
@@ -132,6 +136,64 @@ def as_cmm(source: MaterialsSource) -> CryptoMaterialsManager:
 # ---------------------------------------------------------------- encryption
 
 
+class _ReplayGuard:
+    """Checks that a replay after :meth:`ObjectEncryptor.rewind` feeds the same plaintext.
+
+    The first pass records how its plaintext was cut and a Poly1305 tag of each piece,
+    under a random key that never leaves this object; a replayed piece must have the same
+    length and tag *before* it is encrypted again. Unlike a CRC, a keyed tag cannot be
+    matched by a deliberately chosen change: whoever controls the source learns nothing of
+    the key (the tags stay in memory, and the first mismatch ends the upload).
+    """
+
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        self._lengths = array.array("Q")
+        self._tags = bytearray()
+        self._index = 0
+        self._finished_length: int | None = None  # plaintext length of a completed pass
+        self._length = 0
+
+    def rewind(self) -> None:
+        self._index = self._length = 0
+
+    def check(self, data: bytes | bytearray | memoryview) -> None:
+        tag = Poly1305.generate_tag(self._key, data)
+        i = self._index
+        if i < len(self._lengths):
+            if self._lengths[i] != len(data):
+                raise CipherStateError(
+                    f"a replay after rewind() must cut the plaintext as the first pass did: "
+                    f"piece {i} was {self._lengths[i]} bytes, now {len(data)}"
+                )
+            if not hmac.compare_digest(bytes(self._tags[16 * i : 16 * i + 16]), tag):
+                raise SourceChangedError(
+                    f"the upload source changed between passes over it (bytes from "
+                    f"{self._length} differ); refusing to encrypt different plaintext under "
+                    "the same key and IV"
+                )
+        elif self._finished_length is not None:
+            raise SourceChangedError(
+                f"the upload source grew between passes over it (the first pass had "
+                f"{self._finished_length} bytes); refusing to encrypt it under the same IV"
+            )
+        else:
+            self._lengths.append(len(data))
+            self._tags += tag
+        self._index += 1
+        self._length += len(data)
+
+    def finish(self) -> None:
+        if self._finished_length is None:
+            self._finished_length = self._length
+        elif self._length != self._finished_length:
+            raise SourceChangedError(
+                f"the upload source shrank between passes over it ({self._finished_length} "
+                f"bytes, now {self._length}); refusing to tag a different plaintext under the "
+                "same IV"
+            )
+
+
 class ObjectEncryptor:
     """One object's encryption: the metadata to store and the content cipher.
 
@@ -155,12 +217,22 @@ class ObjectEncryptor:
         )
         self._make_cipher: Callable[[], GcmEncryptor] = lambda: GcmEncryptor(content_key, iv, aad)
         self._cipher = self._make_cipher()
+        self._guard = _ReplayGuard()
+        self._multipart = False
 
     def rewind(self) -> None:
         """Start the content again from byte 0, to resend *the same plaintext* (an HTTP
-        retry or a checksum pass). The key and IV are reused, so feeding different
-        plaintext after a rewind would break GCM's security: never do that."""
+        retry or a checksum pass): the same key and IV give the same ciphertext.
+
+        What follows is checked against the first pass, piece by piece, before it is
+        encrypted: it must be cut at the same places, or :class:`CipherStateError` is
+        raised; a piece that differs raises :class:`SourceChangedError`, and so does a
+        replay that ends earlier or goes on longer than a completed first pass.
+        """
+        if self._multipart:
+            raise CipherStateError("a multipart encryption cannot be rewound")
         self._cipher = self._make_cipher()
+        self._guard.rewind()
 
     def __repr__(self) -> str:
         return (
@@ -178,17 +250,32 @@ class ObjectEncryptor:
         return plaintext_length + TAG_LENGTH
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        self._check_usable()
+        self._guard.check(data)
         return self._cipher.update(data)
 
     def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> int:
+        self._check_usable()
+        self._guard.check(data)
         return self._cipher.update_into(data, out)
 
     def finalize(self) -> bytes:
         """Finish the content and return the 16-byte tag that ends the ciphertext."""
+        self._check_usable()
+        self._guard.finish()
         return self._cipher.finalize()
+
+    def _check_usable(self) -> None:
+        if self._multipart:
+            raise CipherStateError("this encryptor is producing multipart parts; use those")
+        if self._cipher.finished:
+            raise CipherStateError(
+                "this encryptor has already been finalized; rewind() to replay the same content"
+            )
 
     def multipart(self) -> MultipartEncryptor:
         """Switch to part-by-part encryption (use instead of update/finalize)."""
+        self._multipart = True
         return MultipartEncryptor(self._cipher)
 
 
@@ -206,11 +293,8 @@ def begin_encryption(
     key is made and recorded in V2 metadata as ``x-amz-unencrypted-content-length``.
     """
     config = config or CryptoConfig()
-    if plaintext_length is not None and plaintext_length > GCM_MAX_PLAINTEXT_LENGTH:
-        raise PlaintextTooLargeError(
-            f"plaintext of {plaintext_length} bytes exceeds the AES-GCM limit of "
-            f"{GCM_MAX_PLAINTEXT_LENGTH} bytes (2^36 - 32) for one object"
-        )
+    if plaintext_length is not None:
+        check_plaintext_length(plaintext_length)
     suite = config.suite
     request = EncryptionMaterials(suite=suite, encryption_context=dict(encryption_context or {}))
     materials = as_cmm(keyring).get_encryption_materials(request)

@@ -74,6 +74,14 @@ _V3_OBJECT_ONLY = frozenset({V3_CEK, V3_COMMITMENT, V3_MESSAGE_ID})
 _V3_FILE_KEYS = frozenset({V3_KEY, V3_WRAP, V3_MATDESC, V3_CONTEXT})
 _ALL_CRYPTO_KEYS = _V1_ONLY | _V2_ONLY | _V1_V2_SHARED | _V3_KEYS | {UNENCRYPTED_LENGTH}
 
+#: The KMS encryption-context entry the format adds (the content algorithm it binds).
+KMS_CONTEXT_CEK_ALG = "aws:x-amz-cek-alg"
+#: The entry naming the KMS key in the context of legacy ``kms`` wraps.
+KMS_CONTEXT_KEY_ID = "kms_cmk_id"
+_RESERVED_CONTEXT_KEYS = frozenset({KMS_CONTEXT_CEK_ALG, KMS_CONTEXT_KEY_ID})
+
+_GCM_TAG_LENGTH = AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY.tag_length
+
 _CEK_GCM = "AES/GCM/NoPadding"
 _CEK_CBC = "AES/CBC/PKCS5Padding"
 _V3_CEK_VALUE = str(AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY.value)  # "115"
@@ -177,19 +185,64 @@ class ContentMetadata:
     def __post_init__(self) -> None:
         object.__setattr__(self, "material_description", dict(self.material_description))
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-friendly summary without secrets (for ``inspect`` and logs)."""
+    def plaintext_length(self, stored_length: int) -> int | None:
+        """The plaintext size of this object when S3 stores ``stored_length`` bytes of it,
+        without a key: GCM appends a 16-byte tag; CBC pads, so its size is known only from
+        ``x-amz-unencrypted-content-length`` (None when that is absent)."""
+        if self.suite.cipher == "GCM":
+            return max(0, stored_length - self.suite.tag_length)
+        return self.unencrypted_content_length
+
+    @property
+    def kms_encryption_context(self) -> dict[str, str] | None:
+        """For KMS wraps: the caller's encryption context, without the entries the format
+        itself adds (``aws:x-amz-cek-alg``, and ``kms_cmk_id`` of legacy objects); else None."""
+        if self.wrap_algorithm.key_family != "kms":
+            return None
         return {
+            k: v for k, v in self.material_description.items() if k not in _RESERVED_CONTEXT_KEYS
+        }
+
+    @property
+    def kms_key_id(self) -> str | None:
+        """The KMS key named in the stored context (legacy ``kms`` wraps name it); None when
+        the key is known only inside the wrapped key (KMS reports it on decrypt)."""
+        if self.wrap_algorithm.key_family != "kms":
+            return None
+        return self.material_description.get(KMS_CONTEXT_KEY_ID)
+
+    def describe(self, stored_length: int | None = None) -> dict[str, Any]:
+        """A JSON-friendly summary without secrets (for ``inspect``, ``ls`` and logs);
+        with ``stored_length``, also the ciphertext and plaintext sizes."""
+        info: dict[str, Any] = {
             "format": f"V{int(self.version)}",
             "suite": self.suite.name,
             "suite_id": f"0x{self.suite.value:04X}",
             "wrap_algorithm": self.wrap_algorithm.value,
-            "material_description": dict(self.material_description),
             "key_commitment_present": self.key_commitment is not None,
             "encrypted_data_key_length": len(self.encrypted_data_key),
             "metadata_location": "instruction file" if self.from_instruction_file else "object",
             "unencrypted_content_length": self.unencrypted_content_length,
         }
+        context = self.kms_encryption_context
+        if context is None:
+            info["material_description"] = dict(self.material_description)
+        else:
+            info["encryption_context"] = context
+            info["kms_key_id"] = (
+                self.kms_key_id or "(inside the wrapped key; KMS reports it on decrypt)"
+            )
+        if stored_length is not None:
+            info["ciphertext_size"] = stored_length
+            info["plaintext_size"] = self.plaintext_length(stored_length)
+        return info
+
+
+def likely_plaintext_length(stored_length: int) -> int:
+    """The plaintext size of an object S3 stores in ``stored_length`` bytes, assuming the
+    AES-GCM content of every object written today (V2, V3): for progress estimates made
+    before the object's metadata is read. :meth:`ContentMetadata.plaintext_length` knows."""
+    return max(0, stored_length - _GCM_TAG_LENGTH)
 
 
 # ---------------------------------------------------------------- decoding values

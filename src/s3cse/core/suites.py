@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import enum
 
-from ..errors import CommitmentPolicyError, ConfigurationError
+from ..errors import CommitmentPolicyError, ConfigurationError, PlaintextTooLargeError
 
 __all__ = [
     "GCM_MAX_PLAINTEXT_LENGTH",
     "AlgorithmSuite",
     "CommitmentPolicy",
     "check_decrypt_allowed",
+    "check_plaintext_length",
     "default_suite_for",
 ]
 
 #: Largest plaintext AES-GCM can protect with one IV (NIST SP 800-38D): 2^36 - 32 bytes.
 GCM_MAX_PLAINTEXT_LENGTH = 2**36 - 32
+
+
+def check_plaintext_length(length: int) -> None:
+    """Refuse ``length`` bytes of plaintext (known up front, or counted so far) when it is
+    more than one AES-GCM object can protect."""
+    if length > GCM_MAX_PLAINTEXT_LENGTH:
+        raise PlaintextTooLargeError(
+            f"the plaintext is {length} bytes (or more), over the AES-GCM limit of "
+            f"{GCM_MAX_PLAINTEXT_LENGTH} bytes (2^36 - 32) for one object; split the data "
+            "into several objects"
+        )
 
 
 class AlgorithmSuite(enum.Enum):

@@ -19,7 +19,7 @@ from ...errors import (
     NoMatchingKeyringError,
 )
 from ..materials import DecryptionMaterials, EncryptionMaterials
-from ..metadata import WrapAlgorithm, cek_algorithm_name
+from ..metadata import KMS_CONTEXT_CEK_ALG, KMS_CONTEXT_KEY_ID, WrapAlgorithm, cek_algorithm_name
 from .base import Keyring, check_unwrapped_length
 
 if TYPE_CHECKING:
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["RESERVED_CONTEXT_KEY", "KmsKeyring"]
 
 #: The encryption-context key the format reserves for the content algorithm.
-RESERVED_CONTEXT_KEY = "aws:x-amz-cek-alg"
+RESERVED_CONTEXT_KEY = KMS_CONTEXT_CEK_ALG
 #: Written into the matdesc by the legacy V1 Java client; not part of the context check.
-_LEGACY_KEY_ID_ENTRY = "kms_cmk_id"
+_LEGACY_KEY_ID_ENTRY = KMS_CONTEXT_KEY_ID
 # KMS answers that mean "this key/context cannot open this blob" (or not for you):
 # reported as DataKeyUnwrapError with the KMS code; others (throttling, network)
 # pass through unchanged, so botocore's retries and the caller's handling apply.

@@ -1,4 +1,8 @@
-"""Key files for the CLI: making them, reading them, and turning options into keyrings."""
+"""Key files and key options: making key files, reading them (with a warning when others
+can read a secret one), and turning a set of key options into one keyring.
+
+Used by every shell that takes keys as options: the CLI, the fsspec filesystem, batch
+jobs."""
 
 from __future__ import annotations
 
@@ -8,14 +12,15 @@ import json
 import os
 import stat
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
-from ..errors import ConfigurationError, InvalidKeyError
+from .core.keyrings import AesKeyring, Keyring, KmsKeyring, MultiKeyring, RsaKeyring
+from .errors import ConfigurationError, InvalidKeyError
 
 __all__ = [
+    "KeyFileWarning",
     "KeyOptions",
     "build_keyrings",
     "read_aes_key",
@@ -109,14 +114,15 @@ class KeyOptions:
         aes_keys: Sequence[str] = (),
         rsa_private_keys: Sequence[str] = (),
         rsa_public_keys: Sequence[str] = (),
-        matdesc: str | None = None,
+        matdesc: str | Mapping[str, str] | None = None,
         kms_client: Any = None,
+        matdesc_option: str = "--matdesc",
     ):
         self.kms_key_ids = list(kms_key_ids)
         self.aes_keys = list(aes_keys)
         self.rsa_private_keys = list(rsa_private_keys)
         self.rsa_public_keys = list(rsa_public_keys)
-        self.material_description = parse_json_map(matdesc, "--matdesc")
+        self.material_description = parse_json_map(matdesc, matdesc_option)
         self.kms_client = kms_client
 
     @property
@@ -162,16 +168,19 @@ def build_keyrings(options: KeyOptions, *, discovery_kms: bool = False) -> Keyri
     return MultiKeyring(generator=rings[0], children=rings[1:])
 
 
-def parse_json_map(value: str | None, option: str) -> dict[str, str]:
-    """Parse a JSON object of strings given on the command line."""
+def parse_json_map(value: str | Mapping[str, str] | None, option: str) -> dict[str, str]:
+    """A map of strings given as JSON text (on a command line) or as a mapping."""
     if not value:
         return {}
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        raise ConfigurationError(
-            f'{option} must be a JSON object, e.g. \'{{"kid": "1"}}\''
-        ) from None
+    if isinstance(value, Mapping):
+        parsed: Any = dict(value)
+    else:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise ConfigurationError(
+                f'{option} must be a JSON object, e.g. \'{{"kid": "1"}}\''
+            ) from None
     if not isinstance(parsed, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
     ):

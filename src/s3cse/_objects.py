@@ -1,0 +1,237 @@
+"""The S3 side of one encrypted object: its crypto metadata, its instruction file, and
+the first step of writing or reading it.
+
+Every shell (the boto3 client, transfers, fsspec, the CLI) goes through an
+:class:`ObjectStore`; the format itself stays in the core, the request arguments in
+:mod:`s3cse._s3args`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from . import _s3args
+from .core import metadata as md
+from .core.envelope import (
+    CryptoConfig,
+    ObjectDecryptor,
+    ObjectEncryptor,
+    begin_decryption,
+    begin_encryption,
+)
+from .core.materials import CryptoMaterialsManager
+from .errors import ConfigurationError, MalformedMetadataError, located
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["ObjectStore", "PreparedUpload", "read_content_metadata"]
+
+log = logging.getLogger(__name__)
+
+#: An instruction file is a small JSON map; anything longer is not one.
+_INSTRUCTION_FILE_LIMIT = 64 * 1024
+
+
+@dataclasses.dataclass
+class PreparedUpload:
+    """One object's encryption, begun: the encryptor, the S3 arguments of its PUT (or
+    CreateMultipartUpload) with the crypto metadata in them, and the instruction-file
+    fields to write once the content is stored (None when the metadata is in the object)."""
+
+    encryptor: ObjectEncryptor
+    request: dict[str, Any]
+    instruction: dict[str, str] | None
+
+
+def _load_instruction_file(
+    s3: S3Client, bucket: str, key: str, suffix: str, args: Mapping[str, Any]
+) -> dict[str, str] | None:
+    try:
+        response = s3.get_object(
+            Bucket=bucket, Key=f"{key}{suffix}", **_s3args.forward("instruction_get", args)
+        )
+    except ClientError as exc:
+        if _s3args.is_not_found(exc):
+            return None
+        raise
+    with contextlib.closing(response["Body"]):
+        return md.decode_instruction_file(response["Body"].read(_INSTRUCTION_FILE_LIMIT + 1))
+
+
+def read_content_metadata(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    metadata: Mapping[str, str],
+    suffix: str = md.INSTRUCTION_FILE_SUFFIX,
+    args: Mapping[str, Any] | None = None,
+) -> md.ContentMetadata:
+    """Parse an object's crypto metadata from its S3 ``metadata``, fetching its
+    instruction file when the metadata says so. Needs no key."""
+    with located(bucket, key):
+        instruction = None
+        if md.needs_instruction_file(metadata):
+            instruction = _load_instruction_file(s3, bucket, key, suffix, args or {})
+            if instruction is None and md.has_crypto_metadata(metadata):
+                raise MalformedMetadataError(
+                    f"the object's metadata points to an instruction file, but {key}{suffix} "
+                    "does not exist"
+                )
+        return md.parse_metadata(metadata, instruction)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectStore:
+    """Encrypted objects in one S3 client, under one client's keys and settings."""
+
+    s3: S3Client
+    cmm: CryptoMaterialsManager
+    config: CryptoConfig
+    instruction_file_put: bool = False
+    instruction_file_suffix: str = md.INSTRUCTION_FILE_SUFFIX
+
+    # ------------------------------------------------------------ writing
+
+    def check_user_metadata(self, metadata: Mapping[str, str] | None) -> dict[str, str]:
+        """The caller's user metadata, refused when a name is one of the format's."""
+        user = dict(metadata or {})
+        reserved = md.crypto_metadata_keys()
+        clashes = sorted(k for k in user if k.lower().removeprefix("x-amz-meta-") in reserved)
+        if clashes:
+            raise ConfigurationError(
+                f"user metadata key(s) {', '.join(clashes)} are reserved for the encryption "
+                "metadata; rename them"
+            )
+        return user
+
+    def begin_upload(
+        self, bucket: str, key: str, args: Mapping[str, Any], length: int | None
+    ) -> PreparedUpload:
+        """Start one object's encryption from the caller's S3 arguments ``args`` (which
+        may carry ``EncryptionContext`` and ``InstructionFilePut``)."""
+        request = dict(args)
+        request.update(Bucket=bucket, Key=key)
+        context = request.pop("EncryptionContext", None)
+        use_file = bool(request.pop("InstructionFilePut", self.instruction_file_put))
+        request.pop("ContentLength", None)
+        with located(bucket, key):
+            _s3args.refuse_plaintext_checksums(request)
+            user_metadata = self.check_user_metadata(request.get("Metadata"))
+            encryptor = begin_encryption(
+                self.cmm,
+                self.config,
+                encryption_context=context,
+                instruction_file=use_file,
+                plaintext_length=length,
+            )
+        request["Metadata"] = {**user_metadata, **encryptor.metadata}
+        log.debug(
+            "encrypt s3://%s/%s: %s, %s bytes, metadata in %s",
+            bucket,
+            key,
+            encryptor.suite.name,
+            "unknown" if length is None else length,
+            "an instruction file" if encryptor.instruction_file is not None else "the object",
+        )
+        return PreparedUpload(encryptor, request, encryptor.instruction_file)
+
+    def put_instruction_file(
+        self,
+        bucket: str,
+        key: str,
+        fields: Mapping[str, str],
+        put_args: Mapping[str, Any],
+        suffix: str = md.INSTRUCTION_FILE_SUFFIX,
+    ) -> None:
+        """Write ``<key><suffix>``: the instruction file of object ``key``."""
+        self.s3.put_object(
+            Bucket=bucket,
+            Key=f"{key}{suffix}",
+            Body=md.encode_instruction_file(fields),
+            Metadata=dict(md.INSTRUCTION_FILE_MARKER),
+            ContentType="application/json",
+            **_s3args.forward("instruction_put", put_args),
+        )
+
+    def delete_instruction_file(self, bucket: str, key: str, args: Mapping[str, Any]) -> None:
+        self.s3.delete_object(
+            Bucket=bucket,
+            Key=f"{key}{md.INSTRUCTION_FILE_SUFFIX}",
+            **_s3args.forward("instruction_delete", args),
+        )
+
+    def copy_instruction_file(
+        self,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        args: Mapping[str, Any],
+        *,
+        required: bool,
+    ) -> None:
+        """Copy the instruction file of ``source_key`` beside ``key``; a missing one is an
+        error only when ``required`` (the source's metadata said it has one)."""
+        try:
+            self.s3.copy_object(
+                Bucket=bucket,
+                Key=f"{key}{md.INSTRUCTION_FILE_SUFFIX}",
+                CopySource={
+                    "Bucket": source_bucket,
+                    "Key": f"{source_key}{md.INSTRUCTION_FILE_SUFFIX}",
+                },
+                **_s3args.forward("instruction_copy", args),
+            )
+        except ClientError as exc:
+            if required or not _s3args.is_not_found(exc):
+                raise
+
+    # ------------------------------------------------------------ reading
+
+    def head(self, bucket: str, key: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """HEAD the object with the caller's arguments that apply to it."""
+        return dict(self.s3.head_object(Bucket=bucket, Key=key, **_s3args.forward("head", args)))
+
+    def content_metadata(
+        self,
+        bucket: str,
+        key: str,
+        metadata: Mapping[str, str],
+        args: Mapping[str, Any],
+        suffix: str | None = None,
+    ) -> md.ContentMetadata:
+        """The object's parsed crypto metadata (from ``metadata`` or its instruction file)."""
+        return read_content_metadata(
+            self.s3, bucket, key, metadata, suffix or self.instruction_file_suffix, args
+        )
+
+    def begin_decryptor(
+        self,
+        bucket: str,
+        key: str,
+        content: md.ContentMetadata,
+        context: Mapping[str, str] | None,
+    ) -> ObjectDecryptor:
+        """Unwrap the data key of a parsed object under this store's settings."""
+        with located(bucket, key):
+            return begin_decryption(self.cmm, content, self.config, encryption_context=context)
+
+    def begin_download(
+        self,
+        bucket: str,
+        key: str,
+        args: Mapping[str, Any],
+        context: Mapping[str, str] | None,
+        suffix: str | None = None,
+    ) -> tuple[dict[str, Any], ObjectDecryptor]:
+        """HEAD the object, load its metadata and unwrap its key: (head response, decryptor)."""
+        head = self.head(bucket, key, args)
+        content = self.content_metadata(bucket, key, head.get("Metadata", {}), args, suffix)
+        return head, self.begin_decryptor(bucket, key, content, context)
