@@ -15,12 +15,27 @@ from s3cse.local import LocalServers, local_servers
 
 pytest_plugins = ["tests.secret_scan"]
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses the real local servers is an integration test, by its
+    fixtures: `pytest -m "not integration"` runs the unit, functional and sans-IO
+    security tests alone."""
+    for item in items:
+        if "servers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[LocalServers]:
     keep = os.environ.get("S3CSE_TEST_SERVER_DIR")  # keep server data and logs for a post-mortem
     with (
-        contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="s3cse-test-")
-    ) as root, local_servers(root) as srv:
+        (
+            contextlib.nullcontext(keep)
+            if keep
+            else tempfile.TemporaryDirectory(prefix="s3cse-test-")
+        ) as root,
+        local_servers(root) as srv,
+    ):
         saved = {k: os.environ.get(k) for k in srv.environment}
         os.environ.update(srv.environment)
         try:
@@ -57,7 +72,9 @@ def bucket(s3: Any, _module_bucket: str) -> Iterator[str]:
     "directories" of deleted keys, so modules do not share one.)"""
     yield _module_bucket
     for upload in s3.list_multipart_uploads(Bucket=_module_bucket).get("Uploads", []):
-        s3.abort_multipart_upload(Bucket=_module_bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        s3.abort_multipart_upload(
+            Bucket=_module_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=_module_bucket):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]

@@ -21,6 +21,7 @@ from ._body import DecryptedBody
 from ._bridge import cooperate
 from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
 from .core.envelope import ObjectDecryptor
+from .errors import located
 
 __all__ = [
     "decrypt_to",
@@ -75,16 +76,20 @@ def read_chunks(stream: Any, expected: int | None = None) -> Iterator[bytes]:
         yield chunk
 
 
-def decrypt_stream(chunks: Iterable[Chunk], decryptor: ObjectDecryptor) -> Iterator[memoryview]:
-    """Yield plaintext as it decrypts; verification happens at the end (finalize)."""
+def decrypt_stream(
+    chunks: Iterable[Chunk], decryptor: ObjectDecryptor, bucket: str, key: str
+) -> Iterator[memoryview]:
+    """Yield plaintext as it decrypts; verification happens at the end (finalize), and a
+    failure then names ``s3://bucket/key`` (it surfaces from the body's ``read``)."""
     out = bytearray(_CHUNK + 48)
-    for chunk in chunks:
-        if len(chunk) + 31 > len(out):
-            out = bytearray(len(chunk) + 48)
-        n = decryptor.update_into(chunk, out)
-        if n:
-            yield memoryview(out)[:n]
-    last = decryptor.finalize()
+    with located(bucket, key):
+        for chunk in chunks:
+            if len(chunk) + 31 > len(out):
+                out = bytearray(len(chunk) + 48)
+            n = decryptor.update_into(chunk, out)
+            if n:
+                yield memoryview(out)[:n]
+        last = decryptor.finalize()
     if last:
         yield memoryview(last)
 
@@ -153,6 +158,8 @@ def plaintext_body(
     body: Any,
     ciphertext_length: int,
     decryptor: ObjectDecryptor,
+    bucket: str,
+    key: str,
     *,
     delayed: bool,
     buffer_size: int,
@@ -167,7 +174,7 @@ def plaintext_body(
         body = without_redundant_checksum(body)
     if delayed:
         return DecryptedBody(
-            decrypt_stream(read_chunks(body, ciphertext_length), decryptor),
+            decrypt_stream(read_chunks(body, ciphertext_length), decryptor, bucket, key),
             plaintext_length,
             body.close,
         )
@@ -177,7 +184,7 @@ def plaintext_body(
             return DecryptedBody(iter([plaintext]), len(plaintext))
         spool = verified_spool(read_chunks(body), ciphertext_length, decryptor)
     return DecryptedBody(
-        decrypt_stream(spool_chunks(spool), decryptor.fresh()),
+        decrypt_stream(spool_chunks(spool), decryptor.fresh(), bucket, key),
         plaintext_length,
         lambda: close_in_background(spool),
     )

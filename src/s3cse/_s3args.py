@@ -19,6 +19,7 @@ __all__ = [
     "SSE_C_ARGS",
     "botocore_adds_crc32",
     "checksum_is_a_separate_pass",
+    "copy_source_head",
     "forward",
     "is_not_found",
     "refuse_plaintext_checksums",
@@ -48,13 +49,28 @@ _TABLE: dict[str, tuple[str, ...]] = {
     "instruction_put": (*_ACCESS, *_SSE),
     "instruction_get": _ACCESS,
     "instruction_delete": _ACCESS,
-    "instruction_copy": (*_ACCESS, *_SSE),
+    "instruction_copy": (*_ACCESS, "ExpectedSourceBucketOwner", *_SSE),
 }
 
 
 def forward(call: str, args: Mapping[str, Any]) -> dict[str, Any]:
     """The caller's ``args`` that the S3 request ``call`` (a key of the table above) takes."""
     return {name: args[name] for name in _TABLE[call] if name in args}
+
+
+def copy_source_head(copy_args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments of a HEAD of a CopyObject's source, from the CopyObject arguments:
+    its SSE-C key, its owner, and the requester-pays acknowledgement."""
+    head = {
+        name: copy_args[f"CopySource{name}"]
+        for name in SSE_C_ARGS
+        if f"CopySource{name}" in copy_args
+    }
+    if "ExpectedSourceBucketOwner" in copy_args:
+        head["ExpectedBucketOwner"] = copy_args["ExpectedSourceBucketOwner"]
+    if "RequestPayer" in copy_args:
+        head["RequestPayer"] = copy_args["RequestPayer"]
+    return head
 
 
 # Caller-computed integrity values describe the plaintext, never the ciphertext we send.

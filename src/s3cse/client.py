@@ -304,6 +304,8 @@ class EncryptionClient:
                     body,
                     ciphertext_length,
                     decryptor,
+                    bucket,
+                    key,
                     delayed=self._delayed,
                     buffer_size=self._buffer_size,
                 )
@@ -367,7 +369,7 @@ class EncryptionClient:
                     f"{response.get('ContentRange')!r}, expected {expected!r}"
                 )
         response["Body"] = DecryptedBody(
-            decrypt_stream(read_chunks(body), decryptor), plan.length, body.close
+            decrypt_stream(read_chunks(body), decryptor, bucket, key), plan.length, body.close
         )
         response["ContentLength"] = plan.length
         response["ContentRange"] = plan.content_range
@@ -424,11 +426,7 @@ class EncryptionClient:
                 source["Key"],
                 source.get("VersionId"),
             )
-        head_args: dict[str, Any] = {
-            name: kwargs[f"CopySource{name}"]
-            for name in _s3args.SSE_C_ARGS
-            if f"CopySource{name}" in kwargs
-        }
+        head_args = _s3args.copy_source_head(kwargs)
         if src_version:
             head_args["VersionId"] = src_version
         head = self._store.head(src_bucket, src_key, head_args)

@@ -10,8 +10,6 @@ import sys
 
 import pytest
 
-import s3cse
-
 
 def run(*args, input=None, env=None, check_code=None):
     proc = subprocess.run(
@@ -22,7 +20,11 @@ def run(*args, input=None, env=None, check_code=None):
         timeout=300,
     )
     if check_code is not None:
-        assert proc.returncode == check_code, (proc.returncode, proc.stdout[-2000:], proc.stderr.decode(errors="replace"))
+        assert proc.returncode == check_code, (
+            proc.returncode,
+            proc.stdout[-2000:],
+            proc.stderr.decode(errors="replace"),
+        )
     return proc
 
 
@@ -55,7 +57,15 @@ def test_cp_up_down_cat_and_pipes(tmp_path, s3, bucket, aes_key_file):
     assert out.read_bytes() == src.read_bytes()
     cat = run("cat", f"s3://{bucket}/a/in.txt", "--aes-key", str(aes_key_file), check_code=0)
     assert cat.stdout == src.read_bytes()
-    run("cp", "-", f"s3://{bucket}/piped", "--aes-key", str(aes_key_file), input=b"from stdin", check_code=0)
+    run(
+        "cp",
+        "-",
+        f"s3://{bucket}/piped",
+        "--aes-key",
+        str(aes_key_file),
+        input=b"from stdin",
+        check_code=0,
+    )
     down = run("cp", f"s3://{bucket}/piped", "-", "--aes-key", str(aes_key_file), check_code=0)
     assert down.stdout == b"from stdin"
 
@@ -65,26 +75,73 @@ def test_recursive_with_filters(tmp_path, s3, bucket, aes_key_file):
     (tree / "sub").mkdir(parents=True)
     for name in ("a.csv", "b.log", "sub/c.csv", "sub/d.tmp"):
         (tree / name).write_text(name)
-    run("cp", str(tree), f"s3://{bucket}/t", "--recursive", "--exclude", "*", "--include", "*.csv",
-        "--aes-key", str(aes_key_file), "--instruction-file", check_code=0)
+    run(
+        "cp",
+        str(tree),
+        f"s3://{bucket}/t",
+        "--recursive",
+        "--exclude",
+        "*",
+        "--include",
+        "*.csv",
+        "--aes-key",
+        str(aes_key_file),
+        "--instruction-file",
+        check_code=0,
+    )
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == ["t/a.csv", "t/a.csv.instruction", "t/sub/c.csv", "t/sub/c.csv.instruction"]
     back = tmp_path / "back"
-    run("cp", f"s3://{bucket}/t/", str(back), "--recursive", "--aes-key", str(aes_key_file), check_code=0)
-    assert sorted(str(p.relative_to(back)) for p in back.rglob("*") if p.is_file()) == ["a.csv", "sub/c.csv"]
+    run(
+        "cp",
+        f"s3://{bucket}/t/",
+        str(back),
+        "--recursive",
+        "--aes-key",
+        str(aes_key_file),
+        check_code=0,
+    )
+    assert sorted(str(p.relative_to(back)) for p in back.rglob("*") if p.is_file()) == [
+        "a.csv",
+        "sub/c.csv",
+    ]
     assert (back / "sub" / "c.csv").read_text() == "sub/c.csv"
 
 
 def test_s3_to_s3_reencrypts_to_another_key(tmp_path, bucket, aes_key_file, kms_key_arn):
-    run("cp", "-", f"s3://{bucket}/src", "--aes-key", str(aes_key_file), input=b"move me", check_code=0)
-    run("cp", f"s3://{bucket}/src", f"s3://{bucket}/dst", "--aes-key", str(aes_key_file),
-        "--to-kms-key-id", kms_key_arn, check_code=0)
+    run(
+        "cp",
+        "-",
+        f"s3://{bucket}/src",
+        "--aes-key",
+        str(aes_key_file),
+        input=b"move me",
+        check_code=0,
+    )
+    run(
+        "cp",
+        f"s3://{bucket}/src",
+        f"s3://{bucket}/dst",
+        "--aes-key",
+        str(aes_key_file),
+        "--to-kms-key-id",
+        kms_key_arn,
+        check_code=0,
+    )
     out = run("cat", f"s3://{bucket}/dst", "--kms-key-id", kms_key_arn, check_code=0)
     assert out.stdout == b"move me"
 
 
 def test_exit_codes_and_messages(tmp_path, s3, bucket, aes_key_file):
-    run("cp", "-", f"s3://{bucket}/x", "--aes-key", str(aes_key_file), input=b"data" * 100, check_code=0)
+    run(
+        "cp",
+        "-",
+        f"s3://{bucket}/x",
+        "--aes-key",
+        str(aes_key_file),
+        input=b"data" * 100,
+        check_code=0,
+    )
     stored = s3.get_object(Bucket=bucket, Key="x")
     body = bytearray(stored["Body"].read())
     body[3] ^= 1
@@ -124,43 +181,109 @@ def test_key_file_checks(tmp_path, bucket, aes_key_file):
     b64.write_bytes(base64.b64encode(aes_key_file.read_bytes()) + b"\n")
     b64.chmod(0o600)
     run("cp", "-", f"s3://{bucket}/w2", "--aes-key", str(b64), input=b"x", check_code=0)
-    assert run("cat", f"s3://{bucket}/w2", "--aes-key", str(aes_key_file), check_code=0).stdout == b"x"
+    assert (
+        run("cat", f"s3://{bucket}/w2", "--aes-key", str(aes_key_file), check_code=0).stdout == b"x"
+    )
 
 
 def test_rsa_public_key_uploads_private_key_reads(tmp_path, bucket):
     priv, pub = tmp_path / "p.pem", tmp_path / "pub.pem"
     run("keygen", "rsa", str(priv), "--public", str(pub), "--bits", "2048", check_code=0)
-    run("cp", "-", f"s3://{bucket}/r", "--rsa-public-key", str(pub), input=b"for the key holder", check_code=0)
+    run(
+        "cp",
+        "-",
+        f"s3://{bucket}/r",
+        "--rsa-public-key",
+        str(pub),
+        input=b"for the key holder",
+        check_code=0,
+    )
     refused = run("cat", f"s3://{bucket}/r", "--rsa-public-key", str(pub), check_code=1)
     assert b"private" in refused.stderr
-    assert run("cat", f"s3://{bucket}/r", "--rsa-private-key", str(priv), check_code=0).stdout == b"for the key holder"
+    assert (
+        run("cat", f"s3://{bucket}/r", "--rsa-private-key", str(priv), check_code=0).stdout
+        == b"for the key holder"
+    )
 
 
 def test_inspect_and_ls(tmp_path, s3, bucket, aes_key_file, kms_key_arn):
-    run("cp", "-", f"s3://{bucket}/enc", "--aes-key", str(aes_key_file), "--matdesc", '{"kid":"k1"}', input=b"12345", check_code=0)
-    run("cp", "-", f"s3://{bucket}/kms", "--kms-key-id", kms_key_arn, "--context", '{"app":"x"}', "--instruction-file", input=b"k", check_code=0)
+    run(
+        "cp",
+        "-",
+        f"s3://{bucket}/enc",
+        "--aes-key",
+        str(aes_key_file),
+        "--matdesc",
+        '{"kid":"k1"}',
+        input=b"12345",
+        check_code=0,
+    )
+    run(
+        "cp",
+        "-",
+        f"s3://{bucket}/kms",
+        "--kms-key-id",
+        kms_key_arn,
+        "--context",
+        '{"app":"x"}',
+        "--instruction-file",
+        input=b"k",
+        check_code=0,
+    )
     s3.put_object(Bucket=bucket, Key="plain", Body=b"abc")
     info = json.loads(run("inspect", f"s3://{bucket}/enc", "--json", check_code=0).stdout)
     assert info["format"] == "V3" and info["wrap_algorithm"] == "AES/GCM"
     assert info["material_description"] == {"kid": "k1"} and info["plaintext_size"] == 5
     assert info["key_commitment_present"] is True and info["metadata_location"] == "object"
     kms_info = json.loads(run("inspect", f"s3://{bucket}/kms", "--json", check_code=0).stdout)
-    assert kms_info["encryption_context"] == {"app": "x"} and kms_info["metadata_location"] == "instruction file"
+    assert (
+        kms_info["encryption_context"] == {"app": "x"}
+        and kms_info["metadata_location"] == "instruction file"
+    )
     listing = run("ls", f"s3://{bucket}/", check_code=0).stdout.decode()
     lines = {line.split()[-1]: line for line in listing.splitlines()}
-    assert "V3 AES/GCM" in lines["enc"] and "plain" in lines["plain"] and "kms+context" in lines["kms"]
+    assert (
+        "V3 AES/GCM" in lines["enc"] and "plain" in lines["plain"] and "kms+context" in lines["kms"]
+    )
     assert "kms.instruction" not in lines
     assert b"ciphertext size" in run("inspect", f"s3://{bucket}/enc", check_code=0).stdout
 
 
 def test_rotate_prefix(tmp_path, bucket, aes_key_file, kms_key_arn):
     for i in range(5):
-        run("cp", "-", f"s3://{bucket}/p/{i}", "--aes-key", str(aes_key_file), input=str(i).encode(), check_code=0)
-    out = run("rotate", f"s3://{bucket}/p/", "--aes-key", str(aes_key_file), "--to-kms-key-id", kms_key_arn, check_code=0)
+        run(
+            "cp",
+            "-",
+            f"s3://{bucket}/p/{i}",
+            "--aes-key",
+            str(aes_key_file),
+            input=str(i).encode(),
+            check_code=0,
+        )
+    out = run(
+        "rotate",
+        f"s3://{bucket}/p/",
+        "--aes-key",
+        str(aes_key_file),
+        "--to-kms-key-id",
+        kms_key_arn,
+        check_code=0,
+    )
     assert b"5 re-encrypted" in out.stdout
-    assert run("cat", f"s3://{bucket}/p/3", "--kms-key-id", kms_key_arn, check_code=0).stdout == b"3"
-    again = run("rotate", f"s3://{bucket}/p/", "--aes-key", str(aes_key_file), "--kms-key-id", kms_key_arn,
-                "--to-kms-key-id", kms_key_arn, check_code=0)
+    assert (
+        run("cat", f"s3://{bucket}/p/3", "--kms-key-id", kms_key_arn, check_code=0).stdout == b"3"
+    )
+    again = run(
+        "rotate",
+        f"s3://{bucket}/p/",
+        "--aes-key",
+        str(aes_key_file),
+        "--kms-key-id",
+        kms_key_arn,
+        "--to-kms-key-id",
+        kms_key_arn,
+        check_code=0,
+    )
     assert b"5 already under the new key" in again.stdout
 
 
@@ -172,19 +295,49 @@ def test_local_servers_commands(tmp_path):
         status = run("local", "status", env=env, check_code=0)
         assert b"127.0.0.1" in status.stdout
         exports = run("local", "env", env=env, check_code=0).stdout.decode()
-        values = dict(line[len("export "):].split("=", 1) for line in exports.splitlines())
+        values = dict(line[len("export ") :].split("=", 1) for line in exports.splitlines())
         assert values["AWS_ENDPOINT_URL_S3"].startswith("http://127.0.0.1:")
         client_env = {**env, **values}
         key = tmp_path / "k"
         run("keygen", "aes", str(key), check_code=0)
         import boto3
 
-        boto3.client("s3", endpoint_url=values["AWS_ENDPOINT_URL_S3"], aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1").create_bucket(Bucket="local-cli")
-        run("cp", "-", "s3://local-cli/x", "--aes-key", str(key), input=b"via env", env=client_env, check_code=0)
-        assert run("cat", "s3://local-cli/x", "--aes-key", str(key), env=client_env, check_code=0).stdout == b"via env"
-        assert run("cat", "s3://local-cli/x", "--kms-key-id", values["S3CSE_KMS_KEY_ID"], "--aes-key", str(key),
-                   env=client_env, check_code=0).stdout == b"via env"
+        boto3.client(
+            "s3",
+            endpoint_url=values["AWS_ENDPOINT_URL_S3"],
+            aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        ).create_bucket(Bucket="local-cli")
+        run(
+            "cp",
+            "-",
+            "s3://local-cli/x",
+            "--aes-key",
+            str(key),
+            input=b"via env",
+            env=client_env,
+            check_code=0,
+        )
+        assert (
+            run(
+                "cat", "s3://local-cli/x", "--aes-key", str(key), env=client_env, check_code=0
+            ).stdout
+            == b"via env"
+        )
+        assert (
+            run(
+                "cat",
+                "s3://local-cli/x",
+                "--kms-key-id",
+                values["S3CSE_KMS_KEY_ID"],
+                "--aes-key",
+                str(key),
+                env=client_env,
+                check_code=0,
+            ).stdout
+            == b"via env"
+        )
     finally:
         run("local", "stop", env=env)
     assert run("local", "status", env=env).returncode == 1
@@ -201,12 +354,26 @@ def test_ctrl_c_aborts_the_multipart_upload(tmp_path, s3, bucket, aes_key_file):
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s3cse", "cp", "-", f"s3://{bucket}/interrupted", "--aes-key", str(aes_key_file)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+        [
+            sys.executable,
+            "-m",
+            "s3cse",
+            "cp",
+            "-",
+            f"s3://{bucket}/interrupted",
+            "--aes-key",
+            str(aes_key_file),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
     )
     block = os.urandom(1024 * 1024)
     deadline = time.monotonic() + 60
-    while not s3.list_multipart_uploads(Bucket=bucket).get("Uploads") and time.monotonic() < deadline:
+    while (
+        not s3.list_multipart_uploads(Bucket=bucket).get("Uploads") and time.monotonic() < deadline
+    ):
         proc.stdin.write(block)  # keep feeding until the multipart upload has started
         proc.stdin.flush()
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the upload never started"
@@ -215,4 +382,6 @@ def test_ctrl_c_aborts_the_multipart_upload(tmp_path, s3, bucket, aes_key_file):
     assert proc.returncode == 130, err
     assert b"aborted" in err
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    assert "interrupted" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert "interrupted" not in [
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    ]

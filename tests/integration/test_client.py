@@ -40,11 +40,17 @@ def test_put_get_every_keyring(s3, bucket, keyring, instruction_file, size):
         instr = s3.get_object(Bucket=bucket, Key="obj.instruction")
         # S3 keeps the empty x-amz-crypto-instr-file marker; SeaweedFS drops empty values.
         assert set(instr["Metadata"]) <= {"x-amz-crypto-instr-file"}
-        assert set(json.loads(instr["Body"].read())) == {"x-amz-3", "x-amz-w", "x-amz-m" if keyring.key_family != "kms" else "x-amz-t"}
+        assert set(json.loads(instr["Body"].read())) == {
+            "x-amz-3",
+            "x-amz-w",
+            "x-amz-m" if keyring.key_family != "kms" else "x-amz-t",
+        }
 
 
 def test_v2_writes_and_reads(s3, bucket, kms_keyring):
-    writer = s3cse.EncryptionClient(s3, keyring=kms_keyring, commitment_policy="FORBID_ENCRYPT_ALLOW_DECRYPT")
+    writer = s3cse.EncryptionClient(
+        s3, keyring=kms_keyring, commitment_policy="FORBID_ENCRYPT_ALLOW_DECRYPT"
+    )
     writer.put_object(Bucket=bucket, Key="v2", Body=b"version two")
     assert "x-amz-key-v2" in s3.head_object(Bucket=bucket, Key="v2")["Metadata"]
     assert writer.get_object(Bucket=bucket, Key="v2")["Body"].read() == b"version two"
@@ -61,7 +67,11 @@ def test_file_object_body_streams_and_user_metadata_is_kept(s3, bucket, aes_keyr
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     with open(path, "rb") as f:
         client.put_object(
-            Bucket=bucket, Key="file", Body=f, Metadata={"owner": "alice"}, ContentType="text/csv",
+            Bucket=bucket,
+            Key="file",
+            Body=f,
+            Metadata={"owner": "alice"},
+            ContentType="text/csv",
             Tagging="team=data",
         )
     head = s3.head_object(Bucket=bucket, Key="file")
@@ -100,7 +110,11 @@ def test_unknown_length_body_is_spooled_as_ciphertext(s3, bucket, aes_keyring):
 def test_str_body_and_iter_lines(s3, bucket, aes_keyring):
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     client.put_object(Bucket=bucket, Key="lines", Body="one\ntwo\nthree")
-    assert list(client.get_object(Bucket=bucket, Key="lines")["Body"].iter_lines()) == [b"one", b"two", b"three"]
+    assert list(client.get_object(Bucket=bucket, Key="lines")["Body"].iter_lines()) == [
+        b"one",
+        b"two",
+        b"three",
+    ]
 
 
 def test_crypto_metadata_collision_is_refused(s3, bucket, aes_keyring):
@@ -119,7 +133,10 @@ def test_checksum_algorithm_covers_ciphertext(s3, bucket, aes_keyring):
 
 def test_sse_c_combined_with_client_side_encryption(s3, bucket, rsa_keyring):
     client = s3cse.EncryptionClient(s3, keyring=rsa_keyring)
-    sse = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64encode(os.urandom(32)).decode()}
+    sse = {
+        "SSECustomerAlgorithm": "AES256",
+        "SSECustomerKey": base64.b64encode(os.urandom(32)).decode(),
+    }
     sse["SSECustomerKey"] = base64.b64decode(sse["SSECustomerKey"])
     client.put_object(Bucket=bucket, Key="ssec", Body=b"double locked", **sse)
     with pytest.raises(ClientError):
@@ -129,14 +146,21 @@ def test_sse_c_combined_with_client_side_encryption(s3, bucket, rsa_keyring):
 
 def test_sse_s3_and_instruction_file(s3, bucket, kms_keyring):
     client = s3cse.EncryptionClient(s3, keyring=kms_keyring)
-    client.put_object(Bucket=bucket, Key="sse", Body=b"x", ServerSideEncryption="AES256", InstructionFilePut=True)
+    client.put_object(
+        Bucket=bucket, Key="sse", Body=b"x", ServerSideEncryption="AES256", InstructionFilePut=True
+    )
     assert client.get_object(Bucket=bucket, Key="sse")["Body"].read() == b"x"
 
 
 def test_wrong_encryption_context(s3, bucket, kms_keyring):
     client = s3cse.EncryptionClient(s3, keyring=kms_keyring)
     client.put_object(Bucket=bucket, Key="ctx", Body=b"x", EncryptionContext={"tenant": "a"})
-    assert client.get_object(Bucket=bucket, Key="ctx", EncryptionContext={"tenant": "a"})["Body"].read() == b"x"
+    assert (
+        client.get_object(Bucket=bucket, Key="ctx", EncryptionContext={"tenant": "a"})[
+            "Body"
+        ].read()
+        == b"x"
+    )
     with pytest.raises(s3cse.EncryptionContextMismatchError, match="tenant"):
         client.get_object(Bucket=bucket, Key="ctx", EncryptionContext={"tenant": "b"})
 
@@ -145,7 +169,9 @@ def test_wrong_key(s3, bucket, kms, kms_keyring, other_kms_key_arn, aes_keyring)
     s3cse.EncryptionClient(s3, keyring=kms_keyring).put_object(Bucket=bucket, Key="k", Body=b"x")
     other = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring(other_kms_key_arn, kms_client=kms))
     # Real KMS answers IncorrectKeyException, moto AccessDeniedException: both name the key.
-    with pytest.raises(s3cse.DataKeyUnwrapError, match="AccessDeniedException|IncorrectKeyException"):
+    with pytest.raises(
+        s3cse.DataKeyUnwrapError, match=r"AccessDeniedException|IncorrectKeyException"
+    ):
         other.get_object(Bucket=bucket, Key="k")
     s3cse.EncryptionClient(s3, keyring=aes_keyring).put_object(Bucket=bucket, Key="a", Body=b"x")
     wrong_aes = s3cse.EncryptionClient(s3, keyring=s3cse.AesKeyring(b"\x01" * 32))
@@ -157,7 +183,9 @@ def test_kms_discovery_and_alias(s3, bucket, kms, kms_keyring):
     s3cse.EncryptionClient(s3, keyring=kms_keyring).put_object(Bucket=bucket, Key="d", Body=b"x")
     discovery = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring.discovery(kms))
     assert discovery.get_object(Bucket=bucket, Key="d")["Body"].read() == b"x"
-    by_alias = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring("alias/s3cse-test", kms_client=kms))
+    by_alias = s3cse.EncryptionClient(
+        s3, keyring=s3cse.KmsKeyring("alias/s3cse-test", kms_client=kms)
+    )
     by_alias.put_object(Bucket=bucket, Key="alias", Body=b"y")
     assert discovery.get_object(Bucket=bucket, Key="alias")["Body"].read() == b"y"
 
@@ -223,7 +251,9 @@ def test_the_spool_is_released_when_the_body_closes(s3, bucket, aes_keyring):
     assert _open_spools() == before
 
 
-def test_no_room_for_the_spool_is_a_clear_error_before_the_download(s3, bucket, aes_keyring, monkeypatch):
+def test_no_room_for_the_spool_is_a_clear_error_before_the_download(
+    s3, bucket, aes_keyring, monkeypatch
+):
     from s3cse import _spool
 
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring, buffer_size=1024)
@@ -232,8 +262,12 @@ def test_no_room_for_the_spool_is_a_clear_error_before_the_download(s3, bucket, 
     real = os.fstatvfs
     before = _open_spools()  # pytest's own capture files are unlinked temporary files too
     # A temporary directory with 64 KiB free (the spool needs 2 MiB + 16 bytes).
-    monkeypatch.setattr(_spool.os, "fstatvfs", lambda fd: type("S", (), {"f_bavail": 16, "f_frsize": 4096})())
-    with pytest.raises(s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless: no room for {len(data) + 16} bytes"):
+    monkeypatch.setattr(
+        _spool.os, "fstatvfs", lambda fd: type("S", (), {"f_bavail": 16, "f_frsize": 4096})()
+    )
+    with pytest.raises(
+        s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless: no room for {len(data) + 16} bytes"
+    ):
         client.get_object(Bucket=bucket, Key="roomless")
     sink = io.BytesIO()
     with pytest.raises(s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless"):
@@ -246,7 +280,9 @@ def test_no_room_for_the_spool_is_a_clear_error_before_the_download(s3, bucket, 
 
 def test_delayed_authentication_streams_then_raises(s3, bucket, aes_keyring):
     with pytest.raises(s3cse.ConfigurationError, match="buffer_size"):
-        s3cse.EncryptionClient(s3, keyring=aes_keyring, enable_delayed_authentication=True, buffer_size=10)
+        s3cse.EncryptionClient(
+            s3, keyring=aes_keyring, enable_delayed_authentication=True, buffer_size=10
+        )
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring, enable_delayed_authentication=True)
     data = payload(3 * 1024 * 1024, seed=5)
     client.put_object(Bucket=bucket, Key="late", Body=data)
@@ -266,8 +302,12 @@ def test_ranged_get_needs_switch_and_matches_slices(s3, bucket, aes_keyring):
     data = payload(100_000, seed=6)
     s3cse.EncryptionClient(s3, keyring=aes_keyring).put_object(Bucket=bucket, Key="r", Body=data)
     with pytest.raises(s3cse.RangeNotAllowedError, match="enable_legacy_unauthenticated_modes"):
-        s3cse.EncryptionClient(s3, keyring=aes_keyring).get_object(Bucket=bucket, Key="r", Range="bytes=0-9")
-    client = s3cse.EncryptionClient(s3, keyring=aes_keyring, enable_legacy_unauthenticated_modes=True)
+        s3cse.EncryptionClient(s3, keyring=aes_keyring).get_object(
+            Bucket=bucket, Key="r", Range="bytes=0-9"
+        )
+    client = s3cse.EncryptionClient(
+        s3, keyring=aes_keyring, enable_legacy_unauthenticated_modes=True
+    )
     for header, expected in [
         ("bytes=0-9", data[0:10]),
         ("bytes=17-50000", data[17:50001]),
@@ -288,7 +328,9 @@ def test_delete_removes_instruction_files(s3, bucket, aes_keyring):
     for key in ("a", "b", "c"):
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
     client.delete_object(Bucket=bucket, Key="a")
-    response = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "b"}, {"Key": "c"}]})
+    response = client.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "b"}, {"Key": "c"}]}
+    )
     assert sorted(d["Key"] for d in response["Deleted"]) == ["b", "c"]
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
@@ -297,25 +339,37 @@ def test_copy_keeps_copies_readable(s3, bucket, aes_keyring):
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     client.put_object(Bucket=bucket, Key="src", Body=b"copied", Metadata={"v": "1"})
     client.put_object(Bucket=bucket, Key="isrc", Body=b"copied too", InstructionFilePut=True)
-    client.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"},
-                       MetadataDirective="REPLACE", Metadata={"v": "2"})
+    client.copy_object(
+        Bucket=bucket,
+        Key="dst",
+        CopySource={"Bucket": bucket, "Key": "src"},
+        MetadataDirective="REPLACE",
+        Metadata={"v": "2"},
+    )
     assert client.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"copied"
     assert s3.head_object(Bucket=bucket, Key="dst")["Metadata"]["v"] == "2"
     client.copy_object(Bucket=bucket, Key="idst", CopySource=f"{bucket}/isrc")
     assert client.get_object(Bucket=bucket, Key="idst")["Body"].read() == b"copied too"
     with pytest.raises(s3cse.ConfigurationError):
-        client.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"},
-                           MetadataDirective="REPLACE", Metadata={"x-amz-key-v2": "forged"})
+        client.copy_object(
+            Bucket=bucket,
+            Key="dst",
+            CopySource={"Bucket": bucket, "Key": "src"},
+            MetadataDirective="REPLACE",
+            Metadata={"x-amz-key-v2": "forged"},
+        )
 
 
 def test_unsafe_operations_name_the_alternative(s3, aes_keyring):
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     for name in ("upload_part_copy", "generate_presigned_post", "copy"):
-        with pytest.raises(s3cse.UnsafeOperationError, match="put_object|copy_object"):
+        with pytest.raises(s3cse.UnsafeOperationError, match=r"put_object|copy_object"):
             getattr(client, name)
     with pytest.raises(s3cse.UnsafeOperationError):
         client.generate_presigned_url("put_object", Params={"Bucket": "b", "Key": "k"})
-    assert "Signature=" in client.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "k"})
+    assert "Signature=" in client.generate_presigned_url(
+        "get_object", Params={"Bucket": "bkt", "Key": "k"}
+    )
     assert client.list_buckets()["Buckets"] is not None  # pass-through
 
 
@@ -323,12 +377,18 @@ def test_construction_errors(s3, aes_keyring):
     with pytest.raises(s3cse.ConfigurationError, match="exactly one"):
         s3cse.EncryptionClient(s3)
     with pytest.raises(s3cse.ConfigurationError, match="exactly one"):
-        s3cse.EncryptionClient(s3, keyring=aes_keyring, cmm=s3cse.DefaultCryptoMaterialsManager(aes_keyring))
+        s3cse.EncryptionClient(
+            s3, keyring=aes_keyring, cmm=s3cse.DefaultCryptoMaterialsManager(aes_keyring)
+        )
     inner = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     with pytest.raises(s3cse.ConfigurationError, match="another EncryptionClient"):
         s3cse.EncryptionClient(inner, keyring=aes_keyring)
     with pytest.raises(s3cse.ConfigurationError, match="FORBID_ENCRYPT_ALLOW_DECRYPT"):
-        s3cse.EncryptionClient(s3, keyring=aes_keyring, encryption_algorithm=s3cse.AlgorithmSuite.AES_256_GCM_IV12_TAG16_NO_KDF)
+        s3cse.EncryptionClient(
+            s3,
+            keyring=aes_keyring,
+            encryption_algorithm=s3cse.AlgorithmSuite.AES_256_GCM_IV12_TAG16_NO_KDF,
+        )
     cmm_client = s3cse.EncryptionClient(s3, cmm=s3cse.DefaultCryptoMaterialsManager(aes_keyring))
     assert "AesKeyring" in repr(cmm_client) and "5a5a" not in repr(cmm_client)
 
@@ -340,7 +400,9 @@ def test_download_file_leaves_nothing_on_failure(s3, bucket, aes_keyring, tmp_pa
     client.download_file(bucket, "f", str(target))
     assert target.read_bytes() == b"file body"
     stored = s3.get_object(Bucket=bucket, Key="f")
-    s3.put_object(Bucket=bucket, Key="f", Body=stored["Body"].read()[:-1], Metadata=stored["Metadata"])
+    s3.put_object(
+        Bucket=bucket, Key="f", Body=stored["Body"].read()[:-1], Metadata=stored["Metadata"]
+    )
     target2 = tmp_path / "bad.bin"
     with pytest.raises(s3cse.IntegrityError):
         client.download_file(bucket, "f", str(target2))
@@ -353,14 +415,21 @@ def test_download_file_leaves_nothing_on_failure(s3, bucket, aes_keyring, tmp_pa
     assert sum(seen) == len(b"uploaded")
 
 
-def test_put_from_a_file_over_http_sends_a_crc32_computed_in_one_pass_of_its_own(s3, bucket, aes_keyring, tmp_path):
+def test_put_from_a_file_over_http_sends_a_crc32_computed_in_one_pass_of_its_own(
+    s3, bucket, aes_keyring, tmp_path
+):
     import base64
     import zlib
 
     sent = []
 
     def record(request, **_):
-        sent.append({k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+        sent.append(
+            {
+                k.lower(): v.decode() if isinstance(v, bytes) else v
+                for k, v in request.headers.items()
+            }
+        )
 
     given = []
 
@@ -407,10 +476,14 @@ class _ChangesAfterFirstPass(io.BytesIO):
         return super().seek(offset, whence)
 
 
-def test_a_source_that_changes_or_shrinks_during_put_is_refused_and_nothing_is_stored(s3, bucket, aes_keyring):
+def test_a_source_that_changes_or_shrinks_during_put_is_refused_and_nothing_is_stored(
+    s3, bucket, aes_keyring
+):
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     data = payload(5 * 1024 * 1024, seed=14)
-    with pytest.raises(s3cse.SourceChangedError, match=f"s3://{bucket}/changing: the upload source changed"):
+    with pytest.raises(
+        s3cse.SourceChangedError, match=f"s3://{bucket}/changing: the upload source changed"
+    ):
         client.put_object(Bucket=bucket, Key="changing", Body=_ChangesAfterFirstPass(data))
 
     class Shrinking(io.BytesIO):
@@ -422,7 +495,9 @@ def test_a_source_that_changes_or_shrinks_during_put_is_refused_and_nothing_is_s
 
         readinto = None
 
-    with pytest.raises(s3cse.SourceChangedError, match=f"s3://{bucket}/shrinking: the upload source ended after"):
+    with pytest.raises(
+        s3cse.SourceChangedError, match=f"s3://{bucket}/shrinking: the upload source ended after"
+    ):
         client.put_object(Bucket=bucket, Key="shrinking", Body=Shrinking(data))
     for key in ("changing", "shrinking"):
         with pytest.raises(ClientError):

@@ -24,7 +24,12 @@ def key_file(tmp_path):
 
 @pytest.fixture
 def options(servers, key_file):
-    return {"aes_key_file": key_file, "endpoint_url": servers.s3.endpoint, "key": ACCESS_KEY, "secret": SECRET_KEY}
+    return {
+        "aes_key_file": key_file,
+        "endpoint_url": servers.s3.endpoint,
+        "key": ACCESS_KEY,
+        "secret": SECRET_KEY,
+    }
 
 
 @pytest.fixture
@@ -37,8 +42,16 @@ def test_protocol_is_registered_and_core_does_not_import_extras():
     import sys
 
     assert "s3cse" in fsspec.available_protocols()
-    out = subprocess.run([sys.executable, "-c", "import s3cse, sys; print(sorted(m for m in ('s3fs', 'fsspec', 'aiobotocore') if m in sys.modules))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import s3cse, sys; print(sorted(m for m in ('s3fs', 'fsspec', 'aiobotocore') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -59,16 +72,25 @@ def test_open_write_read_seek_info_ls(fs, s3, bucket, key_file):
         assert f.read() == data[-5:]
     assert fs.info(f"{bucket}/dir/big.bin")["size"] == len(data)
     fs.pipe_file(f"{bucket}/dir/small.txt", b"small")
-    instr_fs = fsspec.filesystem("s3cse", skip_instance_cache=True, instruction_file=True,
-                                 aes_key_file=key_file, endpoint_url=fs.encryption.s3_client.meta.endpoint_url,
-                                 key=ACCESS_KEY, secret=SECRET_KEY)
+    instr_fs = fsspec.filesystem(
+        "s3cse",
+        skip_instance_cache=True,
+        instruction_file=True,
+        aes_key_file=key_file,
+        endpoint_url=fs.encryption.s3_client.meta.endpoint_url,
+        key=ACCESS_KEY,
+        secret=SECRET_KEY,
+    )
     instr_fs.pipe_file(f"{bucket}/dir/instr.txt", b"with an instruction file")
     assert fs.cat_file(f"{bucket}/dir/instr.txt") == b"with an instruction file"
     assert fs.cat_file(f"{bucket}/dir/small.txt", start=1, end=3) == b"ma"
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/dir"))
     assert names == ["big.bin", "instr.txt", "small.txt"]
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(f"{bucket}/dir")) == names
-    assert sorted(p.rsplit("/", 1)[-1] for p in fs.glob(f"{bucket}/dir/*.txt")) == ["instr.txt", "small.txt"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.glob(f"{bucket}/dir/*.txt")) == [
+        "instr.txt",
+        "small.txt",
+    ]
     assert fs.info(f"{bucket}/dir/instr.txt")["size"] == len(b"with an instruction file")
 
 
@@ -113,7 +135,13 @@ def test_put_get_and_tampering(fs, s3, bucket, tmp_path):
 
 def test_pandas_csv_round_trip(options, bucket):
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({"id": range(1000), "name": [f"patient-{i}" for i in range(1000)], "x": [i * 0.5 for i in range(1000)]})
+    frame = pd.DataFrame(
+        {
+            "id": range(1000),
+            "name": [f"patient-{i}" for i in range(1000)],
+            "x": [i * 0.5 for i in range(1000)],
+        }
+    )
     frame.to_csv(f"s3cse://{bucket}/t.csv", index=False, storage_options=options)
     back = pd.read_csv(f"s3cse://{bucket}/t.csv", storage_options=options)
     pd.testing.assert_frame_equal(frame, back)
@@ -135,13 +163,17 @@ def test_dask_reads_several_partitions(options, bucket):
     dd = pytest.importorskip("dask.dataframe")
     pd = pytest.importorskip("pandas")
     for i in range(3):
-        pd.DataFrame({"part": [i] * 100, "v": range(100)}).to_csv(f"s3cse://{bucket}/dask/p{i}.csv", index=False, storage_options=options)
+        pd.DataFrame({"part": [i] * 100, "v": range(100)}).to_csv(
+            f"s3cse://{bucket}/dask/p{i}.csv", index=False, storage_options=options
+        )
     frame = dd.read_csv(f"s3cse://{bucket}/dask/p*.csv", storage_options=options)
     assert frame.npartitions == 3
     assert int(frame["v"].sum().compute()) == 3 * sum(range(100))
 
 
-def test_failed_write_stores_nothing_and_rm_takes_instruction_files(fs, options, s3, bucket, key_file):
+def test_failed_write_stores_nothing_and_rm_takes_instruction_files(
+    fs, options, s3, bucket, key_file
+):
     with pytest.raises(RuntimeError), fs.open(f"{bucket}/half.bin", "wb") as f:
         f.write(os.urandom(9 * MiB))
         raise RuntimeError("producer failed")
@@ -159,8 +191,12 @@ def test_no_room_for_the_read_spool_is_a_clear_error(fs, s3, bucket, monkeypatch
 
     with fs.open(f"{bucket}/roomless.bin", "wb") as f:
         f.write(b"r" * (2 * MiB))
-    monkeypatch.setattr(_spool.os, "fstatvfs", lambda fd: type("S", (), {"f_bavail": 16, "f_frsize": 4096})())
-    with pytest.raises(s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless.bin: no room for {2 * MiB + 16} bytes"):
+    monkeypatch.setattr(
+        _spool.os, "fstatvfs", lambda fd: type("S", (), {"f_bavail": 16, "f_frsize": 4096})()
+    )
+    with pytest.raises(
+        s3cse.SpoolSpaceError, match=f"s3://{bucket}/roomless.bin: no room for {2 * MiB + 16} bytes"
+    ):
         fs.open(f"{bucket}/roomless.bin", "rb")
     monkeypatch.undo()
     with fs.open(f"{bucket}/roomless.bin", "rb") as f:

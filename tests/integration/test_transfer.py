@@ -12,7 +12,9 @@ from boto3.s3.transfer import TransferConfig
 import s3cse
 
 MiB = 1024 * 1024
-SMALL_PARTS = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=4)
+SMALL_PARTS = TransferConfig(
+    multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=4
+)
 
 
 def write_file(path, size, seed=0):
@@ -69,11 +71,19 @@ def test_a_few_hundred_mib_with_small_parts(s3, bucket, kms_keyring, tmp_path):
     assert hashlib.sha256(out.getvalue()).hexdigest() == digest(src)
 
 
-def test_multipart_object_reads_with_get_object_and_instruction_file(s3, bucket, rsa_keyring, tmp_path):
+def test_multipart_object_reads_with_get_object_and_instruction_file(
+    s3, bucket, rsa_keyring, tmp_path
+):
     client = s3cse.EncryptionClient(s3, keyring=rsa_keyring)
     src = tmp_path / "src"
     write_file(src, 11 * MiB, seed=3)
-    client.upload_file(str(src), bucket, "mp", ExtraArgs={"InstructionFilePut": True, "Metadata": {"a": "b"}}, Config=SMALL_PARTS)
+    client.upload_file(
+        str(src),
+        bucket,
+        "mp",
+        ExtraArgs={"InstructionFilePut": True, "Metadata": {"a": "b"}},
+        Config=SMALL_PARTS,
+    )
     assert s3.head_object(Bucket=bucket, Key="mp")["Metadata"]["a"] == "b"
     body = client.get_object(Bucket=bucket, Key="mp")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == digest(src)
@@ -143,7 +153,9 @@ def test_tampered_multipart_download_leaves_no_file(s3, bucket, aes_keyring, tmp
 
 def test_multipart_api(s3, bucket, kms_keyring):
     client = s3cse.EncryptionClient(s3, keyring=kms_keyring)
-    upload = client.create_multipart_upload(Bucket=bucket, Key="manual", EncryptionContext={"t": "1"}, Metadata={"u": "v"})
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key="manual", EncryptionContext={"t": "1"}, Metadata={"u": "v"}
+    )
     uid = upload["UploadId"]
     part1, part2 = os.urandom(5 * MiB), os.urandom(1234)
     with pytest.raises(s3cse.MultipartSequenceError, match="expected part 1"):
@@ -152,13 +164,26 @@ def test_multipart_api(s3, bucket, kms_keyring):
     again = client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=1, Body=part1)
     assert again["ETag"] == r1["ETag"]  # a resent part carries the identical ciphertext
     with pytest.raises(s3cse.MultipartSequenceError, match="expected part 2, got part 1"):
-        client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=1, Body=part1[:-16])
+        client.upload_part(
+            Bucket=bucket, Key="manual", UploadId=uid, PartNumber=1, Body=part1[:-16]
+        )
     with pytest.raises(s3cse.MultipartSequenceError, match="never uploaded"):
-        client.complete_multipart_upload(Bucket=bucket, Key="manual", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}]})
-    r2 = client.upload_part(Bucket=bucket, Key="manual", UploadId=uid, PartNumber=2, Body=part2, IsLastPart=True)
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key="manual",
+            UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}]},
+        )
+    r2 = client.upload_part(
+        Bucket=bucket, Key="manual", UploadId=uid, PartNumber=2, Body=part2, IsLastPart=True
+    )
     client.complete_multipart_upload(
-        Bucket=bucket, Key="manual", UploadId=uid,
-        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]},
+        Bucket=bucket,
+        Key="manual",
+        UploadId=uid,
+        MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]
+        },
     )
     got = client.get_object(Bucket=bucket, Key="manual", EncryptionContext={"t": "1"})
     assert got["Body"].read() == part1 + part2
@@ -168,7 +193,9 @@ def test_multipart_api(s3, bucket, kms_keyring):
     with pytest.raises(s3cse.MultipartSequenceError, match="multiple of 16"):
         up = client.create_multipart_upload(Bucket=bucket, Key="odd")
         try:
-            client.upload_part(Bucket=bucket, Key="odd", UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 17)
+            client.upload_part(
+                Bucket=bucket, Key="odd", UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 17
+            )
         finally:
             client.abort_multipart_upload(Bucket=bucket, Key="odd", UploadId=up["UploadId"])
 

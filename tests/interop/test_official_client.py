@@ -51,13 +51,17 @@ def official(servers, kms_key_arn):
 
 def ours(s3, kms, kms_key_arn, version: int, **kw) -> s3cse.EncryptionClient:
     policy = "REQUIRE_ENCRYPT_ALLOW_DECRYPT" if version == 3 else "FORBID_ENCRYPT_ALLOW_DECRYPT"
-    return s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms), commitment_policy=policy, **kw)
+    return s3cse.EncryptionClient(
+        s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms), commitment_policy=policy, **kw
+    )
 
 
 @pytest.mark.parametrize("version", [3, 2], ids=["V3", "V2"])
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("context", [None, CONTEXT], ids=["no-context", "context"])
-def test_official_writes_s3cse_reads(s3, kms, bucket, kms_key_arn, official, version, size, context):
+def test_official_writes_s3cse_reads(
+    s3, kms, bucket, kms_key_arn, official, version, size, context
+):
     data = payload(size)
     extra = {"EncryptionContext": context} if context else {}
     official(version).put_object(Bucket=bucket, Key="o", Body=data, **extra)
@@ -72,10 +76,14 @@ def test_official_writes_s3cse_reads(s3, kms, bucket, kms_key_arn, official, ver
 @pytest.mark.parametrize("version", [3, 2], ids=["V3", "V2"])
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("context", [None, CONTEXT], ids=["no-context", "context"])
-def test_s3cse_writes_official_reads(s3, kms, bucket, kms_key_arn, official, version, size, context, instruction_file):
+def test_s3cse_writes_official_reads(
+    s3, kms, bucket, kms_key_arn, official, version, size, context, instruction_file
+):
     data = payload(size)
     extra = {"EncryptionContext": context} if context else {}
-    ours(s3, kms, kms_key_arn, version, instruction_file_put=instruction_file).put_object(Bucket=bucket, Key="s", Body=data, **extra)
+    ours(s3, kms, kms_key_arn, version, instruction_file_put=instruction_file).put_object(
+        Bucket=bucket, Key="s", Body=data, **extra
+    )
     got = official(version).get_object(Bucket=bucket, Key="s", **extra)
     assert got["Body"].read() == data
 
@@ -84,21 +92,30 @@ def test_s3cse_writes_official_reads(s3, kms, bucket, kms_key_arn, official, ver
 def test_multipart_both_ways(s3, kms, bucket, kms_key_arn, official, version):
     data = payload(12 * MiB + 7)
     config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
-    ours(s3, kms, kms_key_arn, version).upload_fileobj(io.BytesIO(data), bucket, "ours-mp", Config=config)
+    ours(s3, kms, kms_key_arn, version).upload_fileobj(
+        io.BytesIO(data), bucket, "ours-mp", Config=config
+    )
     assert "-" in s3.head_object(Bucket=bucket, Key="ours-mp")["ETag"]
     assert official(version).get_object(Bucket=bucket, Key="ours-mp")["Body"].read() == data
     theirs = official(version)
     upload = theirs.create_multipart_upload(Bucket=bucket, Key="theirs-mp")
     parts = []
-    pieces = [data[:5 * MiB], data[5 * MiB : 10 * MiB], data[10 * MiB :]]
+    pieces = [data[: 5 * MiB], data[5 * MiB : 10 * MiB], data[10 * MiB :]]
     for number, piece in enumerate(pieces, start=1):
         response = theirs.upload_part(
-            Bucket=bucket, Key="theirs-mp", UploadId=upload["UploadId"], PartNumber=number,
-            Body=piece, IsLastPart=number == len(pieces),
+            Bucket=bucket,
+            Key="theirs-mp",
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=piece,
+            IsLastPart=number == len(pieces),
         )
         parts.append({"PartNumber": number, "ETag": response["ETag"]})
     theirs.complete_multipart_upload(
-        Bucket=bucket, Key="theirs-mp", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+        Bucket=bucket,
+        Key="theirs-mp",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": parts},
     )
     assert "-" in s3.head_object(Bucket=bucket, Key="theirs-mp")["ETag"]
     client = ours(s3, kms, kms_key_arn, version)
@@ -111,15 +128,25 @@ def test_multipart_both_ways(s3, kms, bucket, kms_key_arn, official, version):
 def test_context_mismatch_is_refused_by_both(s3, kms, bucket, kms_key_arn, official):
     official(3).put_object(Bucket=bucket, Key="c", Body=b"x", EncryptionContext=CONTEXT)
     with pytest.raises(s3cse.EncryptionContextMismatchError):
-        ours(s3, kms, kms_key_arn, 3).get_object(Bucket=bucket, Key="c", EncryptionContext={"tenant": "other"})
+        ours(s3, kms, kms_key_arn, 3).get_object(
+            Bucket=bucket, Key="c", EncryptionContext={"tenant": "other"}
+        )
 
 
-def test_official_v3_object_refuses_tampered_commitment_in_s3cse(s3, kms, bucket, kms_key_arn, official):
+def test_official_v3_object_refuses_tampered_commitment_in_s3cse(
+    s3, kms, bucket, kms_key_arn, official
+):
     official(3).put_object(Bucket=bucket, Key="k", Body=b"committed")
     meta = s3.head_object(Bucket=bucket, Key="k")["Metadata"]
     other = dict(meta)
     official(3).put_object(Bucket=bucket, Key="k2", Body=b"other")
     other["x-amz-d"] = s3.head_object(Bucket=bucket, Key="k2")["Metadata"]["x-amz-d"]
-    s3.copy_object(Bucket=bucket, Key="k", CopySource={"Bucket": bucket, "Key": "k"}, MetadataDirective="REPLACE", Metadata=other)
+    s3.copy_object(
+        Bucket=bucket,
+        Key="k",
+        CopySource={"Bucket": bucket, "Key": "k"},
+        MetadataDirective="REPLACE",
+        Metadata=other,
+    )
     with pytest.raises(s3cse.CommitmentMismatchError):
         ours(s3, kms, kms_key_arn, 3).get_object(Bucket=bucket, Key="k")

@@ -28,7 +28,9 @@ class Rule:
     fired: int = 0
 
     def matches(self, method: str, target: str) -> bool:
-        return (self.method in ("*", method)) and self.contains in target and self.fired < self.times
+        return (
+            (self.method in ("*", method)) and self.contains in target and self.fired < self.times
+        )
 
 
 class FaultProxy:
@@ -96,7 +98,9 @@ class FaultProxy:
             client.close()
             return
         state = {"rule": None, "sent": 0}
-        pump = threading.Thread(target=self._pump_responses, args=(server, client, state), daemon=True)
+        pump = threading.Thread(
+            target=self._pump_responses, args=(server, client, state), daemon=True
+        )
         pump.start()
         buffer = b""
         try:
@@ -108,7 +112,7 @@ class FaultProxy:
                     buffer += chunk
                 head, _, rest = buffer.partition(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                method, target = (lines[0].split(" ") + ["", ""])[:2]
+                method, target = ([*lines[0].split(" "), "", ""])[:2]
                 length = 0
                 for line in lines[1:]:
                     name, _, value = line.partition(":")
@@ -118,10 +122,11 @@ class FaultProxy:
                 if rule is not None and rule.action in ("500", "503"):
                     reason = "Slow Down" if rule.action == "503" else "Internal Error"
                     code = "SlowDown" if rule.action == "503" else "InternalError"
-                    body = f"<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+                    body = f'<?xml version="1.0"?><Error><Code>{code}</Code><Message>injected</Message></Error>'.encode()
                     client.sendall(
                         f"HTTP/1.1 {rule.action} {reason}\r\nContent-Type: application/xml\r\n"
-                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                        + body
                     )
                     time.sleep(0.05)
                     self._reset(client, server)
@@ -130,7 +135,9 @@ class FaultProxy:
                     # forward half of the body, then reset both sides: a connection cut
                     # mid-upload (a request without a body never reaches the server)
                     if length:
-                        server.sendall(head + b"\r\n\r\n" + rest[: max(0, min(len(rest), length) // 2)])
+                        server.sendall(
+                            head + b"\r\n\r\n" + rest[: max(0, min(len(rest), length) // 2)]
+                        )
                     self._reset(client, server)
                     return
                 state["rule"], state["sent"] = rule, 0
@@ -168,7 +175,7 @@ class FaultProxy:
                         if rule.action == "stall":
                             time.sleep(rule.seconds)
                             state["rule"] = None
-                            client.sendall(chunk[max(room, 0):])
+                            client.sendall(chunk[max(room, 0) :])
                             state["sent"] += len(chunk)
                             continue
                         if rule.action == "reset_response":

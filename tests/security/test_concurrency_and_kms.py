@@ -19,6 +19,7 @@ SMALL_OBJECTS = 20_000 if SOAK else 2_000
 LARGE_OBJECTS = 24 if SOAK else 4
 
 
+@pytest.mark.slow
 def test_threads_sharing_one_client(s3, bucket, kms_keyring):
     client = s3cse.EncryptionClient(s3, keyring=kms_keyring, buffer_size=4 * 1024 * 1024)
     errors: list[str] = []
@@ -33,12 +34,16 @@ def test_threads_sharing_one_client(s3, bucket, kms_keyring):
         data = body_for(i)
         key = f"c/{i}"
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=data, EncryptionContext={"n": str(i % 5)})
-            got = client.get_object(Bucket=bucket, Key=key, EncryptionContext={"n": str(i % 5)})["Body"].read()
+            client.put_object(
+                Bucket=bucket, Key=key, Body=data, EncryptionContext={"n": str(i % 5)}
+            )
+            got = client.get_object(Bucket=bucket, Key=key, EncryptionContext={"n": str(i % 5)})[
+                "Body"
+            ].read()
             if got != data:
                 with lock:
                     errors.append(f"{key}: wrong plaintext")
-        except Exception as exc:  # noqa: BLE001 - collect everything
+        except Exception as exc:
             with lock:
                 errors.append(f"{key}: {type(exc).__name__}: {exc}")
 
@@ -61,12 +66,20 @@ def dead_kms_endpoint():
 def kms_at(endpoint: str):
     from botocore.config import Config
 
-    return boto3.client("kms", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
-                        aws_secret_access_key=SECRET_KEY, config=Config(retries={"max_attempts": 2}, connect_timeout=1))
+    return boto3.client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"max_attempts": 2}, connect_timeout=1),
+    )
 
 
 def test_kms_down_uploads_nothing(s3, bucket, kms_key_arn, dead_kms_endpoint):
-    client = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms_at(dead_kms_endpoint)))
+    client = s3cse.EncryptionClient(
+        s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms_at(dead_kms_endpoint))
+    )
     with pytest.raises(BotoCoreError, match="Could not connect"):
         client.put_object(Bucket=bucket, Key="never", Body=b"secret")
     with pytest.raises(BotoCoreError):
@@ -77,18 +90,26 @@ def test_kms_down_uploads_nothing(s3, bucket, kms_key_arn, dead_kms_endpoint):
 def test_kms_throttled_and_disabled_give_clear_errors(s3, bucket, kms, kms_key_arn, servers):
     from .faultproxy import FaultProxy, Rule
 
-    s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms)).put_object(Bucket=bucket, Key="k", Body=b"x")
+    s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms)).put_object(
+        Bucket=bucket, Key="k", Body=b"x"
+    )
     with FaultProxy(servers.kms.endpoint) as proxy:
         proxy.add(Rule("POST", "", "503", times=100))
-        throttled = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms_at(proxy.endpoint)))
+        throttled = s3cse.EncryptionClient(
+            s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=kms_at(proxy.endpoint))
+        )
         with pytest.raises(ClientError) as info:
             throttled.put_object(Bucket=bucket, Key="throttled", Body=b"secret")
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
-    assert "throttled" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert "throttled" not in [
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    ]
 
 
 def test_kms_wrong_key_id_and_disabled_key(s3, bucket, kms, kms_key_arn):
-    missing = s3cse.EncryptionClient(s3, keyring=s3cse.KmsKeyring("alias/does-not-exist", kms_client=kms))
+    missing = s3cse.EncryptionClient(
+        s3, keyring=s3cse.KmsKeyring("alias/does-not-exist", kms_client=kms)
+    )
     with pytest.raises(ClientError, match="NotFoundException"):
         missing.put_object(Bucket=bucket, Key="nope", Body=b"secret")
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
@@ -100,10 +121,16 @@ def test_kms_disabled_key_on_decrypt_is_a_keyring_error():
 
     class DisabledKms:
         def generate_data_key(self, **kw):
-            return {"Plaintext": b"\x01" * 32, "CiphertextBlob": b"blob", "KeyId": "arn:aws:kms:us-east-1:1:key/x"}
+            return {
+                "Plaintext": b"\x01" * 32,
+                "CiphertextBlob": b"blob",
+                "KeyId": "arn:aws:kms:us-east-1:1:key/x",
+            }
 
         def decrypt(self, **kw):
-            raise CE({"Error": {"Code": "DisabledException", "Message": "key is disabled"}}, "Decrypt")
+            raise CE(
+                {"Error": {"Code": "DisabledException", "Message": "key is disabled"}}, "Decrypt"
+            )
 
     keyring = s3cse.KmsKeyring("arn:aws:kms:us-east-1:1:key/x", kms_client=DisabledKms())
     obj = s3cse.encrypt(b"x", keyring)

@@ -31,10 +31,17 @@ def proxy(servers):
 
 def client_via(proxy: FaultProxy, keyring, attempts: int = 5) -> s3cse.EncryptionClient:
     s3 = boto3.client(
-        "s3", endpoint_url=proxy.endpoint, region_name=REGION,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": attempts, "mode": "standard"},
-                      connect_timeout=2, read_timeout=2),
+        "s3",
+        endpoint_url=proxy.endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=2,
+            read_timeout=2,
+        ),
     )
     return s3cse.EncryptionClient(s3, keyring=keyring)
 
@@ -63,7 +70,10 @@ def test_upload_recovers_from_transient_faults(s3, bucket, aes_keyring, proxy, r
     client.upload_fileobj(io.BytesIO(DATA), bucket, "up", Config=PARTS)
     assert proxy.log, "the fault never fired"
     direct = s3cse.EncryptionClient(s3, keyring=aes_keyring)
-    assert hashlib.sha256(direct.get_object(Bucket=bucket, Key="up")["Body"].read()).digest() == hashlib.sha256(DATA).digest()
+    assert (
+        hashlib.sha256(direct.get_object(Bucket=bucket, Key="up")["Body"].read()).digest()
+        == hashlib.sha256(DATA).digest()
+    )
     assert no_uploads_left(s3, bucket)
 
 
@@ -115,7 +125,9 @@ def test_download_that_keeps_failing_leaves_no_file(s3, bucket, aes_keyring, pro
 
 
 def test_get_object_cut_off_releases_nothing(s3, bucket, aes_keyring, proxy):
-    s3cse.EncryptionClient(s3, keyring=aes_keyring).put_object(Bucket=bucket, Key="g", Body=DATA[: 2 * MiB])
+    s3cse.EncryptionClient(s3, keyring=aes_keyring).put_object(
+        Bucket=bucket, Key="g", Body=DATA[: 2 * MiB]
+    )
     proxy.add(Rule("GET", "/g", "truncate", after=MiB, times=1000))
     client = client_via(proxy, aes_keyring, attempts=2)
     with pytest.raises((ClientError, BotoCoreError, s3cse.S3CSEError)):

@@ -12,12 +12,17 @@ import pytest
 TARGET = Path(__file__).parents[1] / "fuzz" / "fuzz_metadata.py"
 
 
+@pytest.mark.slow
 def test_atheris_metadata_target():
-    pytest.importorskip("atheris", reason="atheris is in the test extra; it has no wheel for this platform")
+    pytest.importorskip(
+        "atheris", reason="atheris is in the test extra; it has no wheel for this platform"
+    )
     runs = 5_000_000 if os.environ.get("S3CSE_SOAK") == "1" else 200_000
     proc = subprocess.run(
         [sys.executable, str(TARGET), f"-runs={runs}", "-max_len=512", "-print_final_stats=1"],
-        capture_output=True, timeout=1800, cwd=Path(__file__).parents[2],
+        capture_output=True,
+        timeout=1800,
+        cwd=Path(__file__).parents[2],
     )
     output = proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, output[-3000:]

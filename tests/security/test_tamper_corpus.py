@@ -4,7 +4,6 @@ S3CSEError, and release no plaintext (get_object raises before returning a body)
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import json
 from typing import Any
@@ -21,18 +20,33 @@ MASTER = b"\x61" * 32
 PLAINTEXT = b"corpus plaintext that must never leak " * 40
 
 
-def store(s3: Any, bucket: str, key: str, metadata: dict[str, str], instruction: dict[str, str] | None, body: bytes) -> None:
+def store(
+    s3: Any,
+    bucket: str,
+    key: str,
+    metadata: dict[str, str],
+    instruction: dict[str, str] | None,
+    body: bytes,
+) -> None:
     # S3 metadata values must be non-empty ASCII; an emptied value is as good as removed.
-    s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={k: v for k, v in metadata.items() if v})
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=body, Metadata={k: v for k, v in metadata.items() if v}
+    )
     if instruction is not None:
-        s3.put_object(Bucket=bucket, Key=key + ".instruction", Body=json.dumps(instruction).encode())
+        s3.put_object(
+            Bucket=bucket, Key=key + ".instruction", Body=json.dumps(instruction).encode()
+        )
 
 
-def read_back(s3: Any, bucket: str, key: str) -> tuple[dict[str, str], dict[str, str] | None, bytes]:
+def read_back(
+    s3: Any, bucket: str, key: str
+) -> tuple[dict[str, str], dict[str, str] | None, bytes]:
     obj = s3.get_object(Bucket=bucket, Key=key)
     metadata = obj["Metadata"]
     try:
-        instruction = json.loads(s3.get_object(Bucket=bucket, Key=key + ".instruction")["Body"].read())
+        instruction = json.loads(
+            s3.get_object(Bucket=bucket, Key=key + ".instruction")["Body"].read()
+        )
     except s3.exceptions.NoSuchKey:
         instruction = None
     return metadata, instruction, obj["Body"].read()
@@ -50,7 +64,9 @@ def keyrings(kms, kms_key_arn, rsa_pem):
     }
 
 
-def make_goods(s3, bucket, kms, kms_key_arn, rsa_pem, keyrings) -> dict[tuple[int, str, bool, int], Good]:
+def make_goods(
+    s3, bucket, kms, kms_key_arn, rsa_pem, keyrings
+) -> dict[tuple[int, str, bool, int], Good]:
     from cryptography.hazmat.primitives import serialization
 
     goods = {}
@@ -62,19 +78,32 @@ def make_goods(s3, bucket, kms, kms_key_arn, rsa_pem, keyrings) -> dict[tuple[in
                     key = f"good/v{version}-{name}-{use_file}-{n}"
                     if version == 1:
                         if name == "aes":
-                            body, meta = lo.v1_aes_object(MASTER, PLAINTEXT, matdesc={"kid": "corpus-aes"})
+                            body, meta = lo.v1_aes_object(
+                                MASTER, PLAINTEXT, matdesc={"kid": "corpus-aes"}
+                            )
                         elif name == "rsa":
                             body, meta = lo.v1_rsa_object(public, PLAINTEXT)
                             meta["x-amz-matdesc"] = json.dumps({"kid": "corpus-rsa"})
                         else:
-                            body, meta = lo.v2_kms_legacy_object(kms, kms_key_arn, PLAINTEXT, cbc=True)
+                            body, meta = lo.v2_kms_legacy_object(
+                                kms, kms_key_arn, PLAINTEXT, cbc=True
+                            )
                         if use_file:
                             store(s3, bucket, key, {}, meta, body)
                         else:
                             store(s3, bucket, key, meta, None, body)
                     else:
-                        policy = "FORBID_ENCRYPT_ALLOW_DECRYPT" if version == 2 else "REQUIRE_ENCRYPT_REQUIRE_DECRYPT"
-                        client = s3cse.EncryptionClient(s3, keyring=keyrings[name][0], commitment_policy=policy, instruction_file_put=use_file)
+                        policy = (
+                            "FORBID_ENCRYPT_ALLOW_DECRYPT"
+                            if version == 2
+                            else "REQUIRE_ENCRYPT_REQUIRE_DECRYPT"
+                        )
+                        client = s3cse.EncryptionClient(
+                            s3,
+                            keyring=keyrings[name][0],
+                            commitment_policy=policy,
+                            instruction_file_put=use_file,
+                        )
                         client.put_object(Bucket=bucket, Key=key, Body=PLAINTEXT)
                     meta, instr, body = read_back(s3, bucket, key)
                     goods[(version, name, use_file, n)] = Good(version, name, meta, instr, body)
@@ -89,20 +118,34 @@ def test_tamper_corpus(s3, bucket, kms, kms_key_arn, rsa_pem, keyrings):
         if n:
             continue
         other = goods[(version, name, use_file, 1)]
-        other_version = goods.get((2 if version == 3 else 3, name, use_file, 0)) if version != 1 else None
+        other_version = (
+            goods.get((2 if version == 3 else 3, name, use_file, 0)) if version != 1 else None
+        )
         cases += [(good, c) for c in cases_for(good, other, other_version)]
         benign += [(good, c) for c in benign_cases(good)]
 
     def client_for(good: Good) -> s3cse.EncryptionClient:
-        policy = "REQUIRE_ENCRYPT_REQUIRE_DECRYPT" if good.version == 3 else "REQUIRE_ENCRYPT_ALLOW_DECRYPT"
-        return s3cse.EncryptionClient(s3, keyring=keyrings[good.keyring][1], commitment_policy=policy)
+        policy = (
+            "REQUIRE_ENCRYPT_REQUIRE_DECRYPT"
+            if good.version == 3
+            else "REQUIRE_ENCRYPT_ALLOW_DECRYPT"
+        )
+        return s3cse.EncryptionClient(
+            s3, keyring=keyrings[good.keyring][1], commitment_policy=policy
+        )
 
     def run(index: int, good: Good, case: Case) -> str | None:
         key = f"case/{index}"
         store(s3, bucket, key, case.metadata, case.instruction, case.body)
         expected = case.expected
         if good.version == 1:  # never readable in default mode; parsing may fail first
-            expected = expected + (s3cse.MalformedMetadataError, s3cse.NotEncryptedError, s3cse.LegacyAlgorithmDisabledError, s3cse.CommitmentPolicyError)
+            expected = (
+                *expected,
+                s3cse.MalformedMetadataError,
+                s3cse.NotEncryptedError,
+                s3cse.LegacyAlgorithmDisabledError,
+                s3cse.CommitmentPolicyError,
+            )
         try:
             response = client_for(good).get_object(Bucket=bucket, Key=key)
         except s3cse.S3CSEError as exc:
@@ -111,17 +154,27 @@ def test_tamper_corpus(s3, bucket, kms, kms_key_arn, rsa_pem, keyrings):
             if PLAINTEXT[:16] in str(exc).encode():
                 return f"{case.name}: plaintext in the error message"
             return None
-        except Exception as exc:  # noqa: BLE001 - the point is to catch anything else
+        except Exception as exc:
             return f"{case.name}: raised {type(exc).__name__} outside S3CSEError: {exc}"
         data = response["Body"].read()
         if not expected or type(None) in expected:
-            return None if data == PLAINTEXT else f"{case.name}: returned plaintext that is not the genuine one"
+            return (
+                None
+                if data == PLAINTEXT
+                else f"{case.name}: returned plaintext that is not the genuine one"
+            )
         return f"{case.name}: was accepted and returned {len(data)} bytes"
 
     all_cases = cases + benign
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        failures = [f for f in pool.map(lambda item: run(item[0], *item[1]), enumerate(all_cases)) if f]
+        failures = [
+            f for f in pool.map(lambda item: run(item[0], *item[1]), enumerate(all_cases)) if f
+        ]
     ignored = sum(1 for _, c in cases if type(None) in c.expected)
-    CORPUS_REPORT.update(cases=len(cases), passed=len(cases) - len(failures), benign=len(benign), ignored=ignored)
+    CORPUS_REPORT.update(
+        cases=len(cases), passed=len(cases) - len(failures), benign=len(benign), ignored=ignored
+    )
     assert len(cases) > 500
-    assert not failures, f"{len(failures)} of {len(all_cases)} cases failed:\n" + "\n".join(failures[:40])
+    assert not failures, f"{len(failures)} of {len(all_cases)} cases failed:\n" + "\n".join(
+        failures[:40]
+    )

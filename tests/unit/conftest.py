@@ -40,7 +40,9 @@ def rsa_keyring(rsa_private_key: rsa.RSAPrivateKey) -> s3cse.RsaKeyring:
 
 
 @pytest.fixture(params=["aes", "rsa", "kms"])
-def any_keyring(request: pytest.FixtureRequest, aes_keyring, rsa_keyring, kms_keyring) -> s3cse.Keyring:
+def any_keyring(
+    request: pytest.FixtureRequest, aes_keyring, rsa_keyring, kms_keyring
+) -> s3cse.Keyring:
     return {"aes": aes_keyring, "rsa": rsa_keyring, "kms": kms_keyring}[request.param]
 
 

@@ -50,23 +50,51 @@ class FakeKms:
     def _aad(context: dict[str, str]) -> bytes:
         return json.dumps(context, sort_keys=True).encode()
 
-    def generate_data_key(self, *, KeyId: str, KeySpec: str, EncryptionContext: dict[str, str], **kw: Any) -> dict[str, Any]:  # noqa: N803
-        self.calls.append(("GenerateDataKey", {"KeyId": KeyId, "EncryptionContext": EncryptionContext}))
+    def generate_data_key(
+        self, *, KeyId: str, KeySpec: str, EncryptionContext: dict[str, str], **kw: Any
+    ) -> dict[str, Any]:
+        self.calls.append(
+            ("GenerateDataKey", {"KeyId": KeyId, "EncryptionContext": EncryptionContext})
+        )
         arn = self._arn(KeyId)
         assert KeySpec == "AES_256"
         plaintext = os.urandom(32)
         iv = os.urandom(12)
-        blob = arn.encode() + b"|" + iv + AESGCM(self.keys[arn]).encrypt(iv, plaintext, self._aad(EncryptionContext))
+        blob = (
+            arn.encode()
+            + b"|"
+            + iv
+            + AESGCM(self.keys[arn]).encrypt(iv, plaintext, self._aad(EncryptionContext))
+        )
         return {"Plaintext": plaintext, "CiphertextBlob": blob, "KeyId": arn}
 
-    def encrypt(self, *, KeyId: str, Plaintext: bytes, EncryptionContext: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:  # noqa: N803
+    def encrypt(
+        self,
+        *,
+        KeyId: str,
+        Plaintext: bytes,
+        EncryptionContext: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
         self.calls.append(("Encrypt", {"KeyId": KeyId, "EncryptionContext": EncryptionContext}))
         arn = self._arn(KeyId)
         iv = os.urandom(12)
-        blob = arn.encode() + b"|" + iv + AESGCM(self.keys[arn]).encrypt(iv, Plaintext, self._aad(EncryptionContext or {}))
+        blob = (
+            arn.encode()
+            + b"|"
+            + iv
+            + AESGCM(self.keys[arn]).encrypt(iv, Plaintext, self._aad(EncryptionContext or {}))
+        )
         return {"CiphertextBlob": blob, "KeyId": arn}
 
-    def decrypt(self, *, CiphertextBlob: bytes, EncryptionContext: dict[str, str] | None = None, KeyId: str | None = None, **kw: Any) -> dict[str, Any]:  # noqa: N803
+    def decrypt(
+        self,
+        *,
+        CiphertextBlob: bytes,
+        EncryptionContext: dict[str, str] | None = None,
+        KeyId: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
         self.calls.append(("Decrypt", {"KeyId": KeyId, "EncryptionContext": EncryptionContext}))
         arn_bytes, sep, rest = CiphertextBlob.partition(b"|")
         arn = arn_bytes.decode(errors="replace")
@@ -75,7 +103,9 @@ class FakeKms:
         if KeyId is not None and self._arn(KeyId) != arn:
             raise _error("IncorrectKeyException", "Decrypt")
         try:
-            plaintext = AESGCM(self.keys[arn]).decrypt(rest[:12], rest[12:], self._aad(EncryptionContext or {}))
+            plaintext = AESGCM(self.keys[arn]).decrypt(
+                rest[:12], rest[12:], self._aad(EncryptionContext or {})
+            )
         except Exception:
             raise _error("InvalidCiphertextException", "Decrypt") from None
         return {"Plaintext": plaintext, "KeyId": arn}

@@ -26,7 +26,9 @@ def cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
     return enc.update(padded) + enc.finalize()
 
 
-def v1_aes_object(master: bytes, plaintext: bytes, data_key_len: int = 32, matdesc: dict | None = None):
+def v1_aes_object(
+    master: bytes, plaintext: bytes, data_key_len: int = 32, matdesc: dict | None = None
+):
     data_key = os.urandom(data_key_len)
     padder = padding.PKCS7(128).padder()
     enc = Cipher(algorithms.AES(master), modes.ECB()).encryptor()

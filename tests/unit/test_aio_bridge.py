@@ -128,5 +128,7 @@ def test_a_stream_body_is_read_on_the_worker_small_into_bytes_large_into_a_spool
     first, second = recorder.calls
     assert first["Body"] == small and isinstance(first["Body"], bytes)
     assert seen == [large]
-    assert second["ChecksumCRC32"] == base64.b64encode(zlib.crc32(large).to_bytes(4, "big")).decode()
+    assert (
+        second["ChecksumCRC32"] == base64.b64encode(zlib.crc32(large).to_bytes(4, "big")).decode()
+    )
     assert second["Body"].closed  # the spool is gone once the request is done

@@ -6,6 +6,7 @@ import pytest
 
 from s3cse.core import kdf
 
+
 def test_wrong_commitment_fails_before_derivation(monkeypatch):
     import s3cse
 

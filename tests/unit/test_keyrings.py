@@ -21,7 +21,9 @@ def test_reprs_never_show_key_bytes(aes_keyring, rsa_keyring, kms_keyring, rsa_p
 
 
 def test_encryption_materials_repr_hides_data_key(aes_keyring):
-    materials = aes_keyring.on_encrypt(s3cse.EncryptionMaterials(suite=s3cse.AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY))
+    materials = aes_keyring.on_encrypt(
+        s3cse.EncryptionMaterials(suite=s3cse.AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY)
+    )
     assert materials.plaintext_data_key.hex() not in repr(materials)
     assert repr(materials.plaintext_data_key) not in repr(materials)
 
@@ -51,7 +53,9 @@ def test_rsa_public_key_alone_encrypts_and_refuses_to_decrypt(rsa_private_key):
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     reader = s3cse.RsaKeyring(private_key=der)
-    assert s3cse.decrypt(obj.ciphertext, obj.metadata, reader) == b"for the holder of the private key"
+    assert (
+        s3cse.decrypt(obj.ciphertext, obj.metadata, reader) == b"for the holder of the private key"
+    )
 
 
 def test_rsa_encrypted_pem_with_password(rsa_private_key):
@@ -95,28 +99,49 @@ def test_rsa_mismatched_pair_is_refused(rsa_private_key, other_rsa_private_key):
 def test_rsa_wrong_private_key(rsa_keyring, other_rsa_private_key):
     obj = s3cse.encrypt(b"x", rsa_keyring)
     with pytest.raises(s3cse.DataKeyUnwrapError):
-        s3cse.decrypt(obj.ciphertext, obj.metadata, s3cse.RsaKeyring(private_key=other_rsa_private_key))
+        s3cse.decrypt(
+            obj.ciphertext, obj.metadata, s3cse.RsaKeyring(private_key=other_rsa_private_key)
+        )
 
 
 def test_rsa_v2_object_cannot_be_relabelled_v3(rsa_keyring):
     """The pseudo-key binds the content algorithm name: a V2 wrap does not open as V3."""
-    from s3cse.core.materials import DecryptionMaterials
     import dataclasses
+
+    from s3cse.core.materials import DecryptionMaterials
 
     obj = s3cse.encrypt(b"x", rsa_keyring, V2)
     parsed = s3cse.parse_metadata(obj.metadata)
-    relabelled = dataclasses.replace(parsed, suite=s3cse.AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY)
+    relabelled = dataclasses.replace(
+        parsed, suite=s3cse.AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+    )
     with pytest.raises(s3cse.DataKeyUnwrapError):
         rsa_keyring.on_decrypt(DecryptionMaterials(metadata=relabelled))
 
 
 def test_kms_context_round_trip_and_mismatch(kms_keyring):
     obj = s3cse.encrypt(b"x", kms_keyring, encryption_context={"tenant": "a", "app": "b"})
-    assert s3cse.decrypt(obj.ciphertext, obj.metadata, kms_keyring, encryption_context={"app": "b", "tenant": "a"}) == b"x"
+    assert (
+        s3cse.decrypt(
+            obj.ciphertext,
+            obj.metadata,
+            kms_keyring,
+            encryption_context={"app": "b", "tenant": "a"},
+        )
+        == b"x"
+    )
     with pytest.raises(s3cse.EncryptionContextMismatchError) as info:
-        s3cse.decrypt(obj.ciphertext, obj.metadata, kms_keyring, encryption_context={"tenant": "z", "app": "b"})
+        s3cse.decrypt(
+            obj.ciphertext,
+            obj.metadata,
+            kms_keyring,
+            encryption_context={"tenant": "z", "app": "b"},
+        )
     assert "different values" in str(info.value)
-    with pytest.raises(s3cse.EncryptionContextMismatchError, match=r"stored keys \['app', 'tenant'\], given keys \[\]"):
+    with pytest.raises(
+        s3cse.EncryptionContextMismatchError,
+        match=r"stored keys \['app', 'tenant'\], given keys \[\]",
+    ):
         s3cse.decrypt(obj.ciphertext, obj.metadata, kms_keyring)
 
 
@@ -146,13 +171,27 @@ def test_raw_keyrings_refuse_an_encryption_context(aes_keyring):
 
 def test_kms_discovery(fake_kms, kms_keyring):
     obj = s3cse.encrypt(b"found", kms_keyring)
-    assert s3cse.decrypt(obj.ciphertext, obj.metadata, s3cse.KmsKeyring.discovery(fake_kms)) == b"found"
-    assert s3cse.decrypt(obj.ciphertext, obj.metadata, s3cse.KmsKeyring.discovery(fake_kms, accounts=["111122223333"])) == b"found"
-    limited = s3cse.KmsKeyring.discovery(fake_kms, key_arns=["arn:aws:kms:us-east-1:111122223333:key/other"])
+    assert (
+        s3cse.decrypt(obj.ciphertext, obj.metadata, s3cse.KmsKeyring.discovery(fake_kms))
+        == b"found"
+    )
+    assert (
+        s3cse.decrypt(
+            obj.ciphertext,
+            obj.metadata,
+            s3cse.KmsKeyring.discovery(fake_kms, accounts=["111122223333"]),
+        )
+        == b"found"
+    )
+    limited = s3cse.KmsKeyring.discovery(
+        fake_kms, key_arns=["arn:aws:kms:us-east-1:111122223333:key/other"]
+    )
     with pytest.raises(s3cse.NoMatchingKeyringError, match="do not allow"):
         s3cse.decrypt(obj.ciphertext, obj.metadata, limited)
     with pytest.raises(s3cse.NoMatchingKeyringError):
-        s3cse.decrypt(obj.ciphertext, obj.metadata, s3cse.KmsKeyring.discovery(fake_kms, accounts=["999"]))
+        s3cse.decrypt(
+            obj.ciphertext, obj.metadata, s3cse.KmsKeyring.discovery(fake_kms, accounts=["999"])
+        )
     with pytest.raises(s3cse.ConfigurationError, match="only decrypt"):
         s3cse.encrypt(b"x", s3cse.KmsKeyring.discovery(fake_kms))
     assert fake_kms.calls[-1][0] == "Decrypt" and fake_kms.calls[-1][1]["KeyId"] is None

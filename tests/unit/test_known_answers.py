@@ -45,7 +45,9 @@ def ids(entries):
     return [e["id"] for e in entries]
 
 
-@pytest.mark.parametrize("entry", VECTORS["kdf"] + VECTORS["v3_content"], ids=ids(VECTORS["kdf"] + VECTORS["v3_content"]))
+@pytest.mark.parametrize(
+    "entry", VECTORS["kdf"] + VECTORS["v3_content"], ids=ids(VECTORS["kdf"] + VECTORS["v3_content"])
+)
 def test_kdf_vectors(entry):
     data_key, message_id = raw(entry, "data_key"), raw(entry, "message_id")
     assert kdf.derive_content_key(data_key, message_id) == raw(entry, "derived_key")
@@ -76,14 +78,23 @@ def test_object_vectors(entry):
     else:
         kms = StaticKms(raw(entry, "kms_plaintext"))
         keyring = s3cse.KmsKeyring.discovery(kms)  # type: ignore[arg-type]
-    config = LEGACY if entry.get("legacy") else s3cse.CryptoConfig(commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT")
+    config = (
+        LEGACY
+        if entry.get("legacy")
+        else s3cse.CryptoConfig(commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT")
+    )
     assert s3cse.decrypt(body(entry), entry["metadata"], keyring, config) == raw(entry, "plaintext")
     if kms is not None:
         stored = json.loads(entry["metadata"].get("x-amz-t") or entry["metadata"]["x-amz-matdesc"])
         assert kms.requests[0]["EncryptionContext"] == stored
     if entry.get("legacy"):
         with pytest.raises(s3cse.S3CSEError):
-            s3cse.decrypt(body(entry), entry["metadata"], keyring, s3cse.CryptoConfig(commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT"))
+            s3cse.decrypt(
+                body(entry),
+                entry["metadata"],
+                keyring,
+                s3cse.CryptoConfig(commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT"),
+            )
 
 
 def test_ruby_raw_aes_object_through_its_instruction_file():
@@ -102,7 +113,11 @@ def test_v3_negative_vectors(entry):
 
 @pytest.mark.parametrize("entry", VECTORS["content"], ids=ids(VECTORS["content"]))
 def test_content_vectors(entry):
-    key, plaintext, ciphertext = raw(entry, "key"), raw(entry, "plaintext"), raw(entry, "ciphertext")
+    key, plaintext, ciphertext = (
+        raw(entry, "key"),
+        raw(entry, "plaintext"),
+        raw(entry, "ciphertext"),
+    )
     iv = raw(entry, "iv")
     if entry["cipher"] == "GCM":
         enc = GcmEncryptor(key, iv)

@@ -46,7 +46,9 @@ def test_v1_rsa_pkcs1_object(rsa_private_key):
 def test_v1_rsa_refused_without_switch_before_any_rsa_operation(rsa_private_key, monkeypatch):
     ct, meta = lo.v1_rsa_object(rsa_private_key.public_key(), TEXT)
     keyring = s3cse.RsaKeyring(private_key=rsa_private_key)
-    monkeypatch.setattr(keyring, "_decrypt", lambda *a: pytest.fail("RSA used while the switch is off"))
+    monkeypatch.setattr(
+        keyring, "_decrypt", lambda *a: pytest.fail("RSA used while the switch is off")
+    )
     config = s3cse.CryptoConfig(
         commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT", enable_legacy_unauthenticated_modes=True
     )
@@ -54,7 +56,9 @@ def test_v1_rsa_refused_without_switch_before_any_rsa_operation(rsa_private_key,
         s3cse.decrypt(ct, meta, keyring, config)
 
 
-def test_pkcs1_bad_padding_and_wrong_key_are_indistinguishable(rsa_private_key, other_rsa_private_key):
+def test_pkcs1_bad_padding_and_wrong_key_are_indistinguishable(
+    rsa_private_key, other_rsa_private_key
+):
     ct, meta = lo.v1_rsa_object(rsa_private_key.public_key(), TEXT)
     wrong_key = s3cse.RsaKeyring(private_key=other_rsa_private_key)
     with pytest.raises(s3cse.DataKeyUnwrapError) as wrong:
@@ -72,7 +76,9 @@ def test_v2_aeswrap_object():
     keyring = s3cse.AesKeyring(MASTER)
     with pytest.raises(s3cse.LegacyAlgorithmDisabledError, match="enable_legacy_wrapping"):
         s3cse.decrypt(ct, meta, keyring, READ_ALL)
-    config = s3cse.CryptoConfig(commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT", enable_legacy_wrapping=True)
+    config = s3cse.CryptoConfig(
+        commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT", enable_legacy_wrapping=True
+    )
     assert s3cse.decrypt(ct, meta, keyring, config) == TEXT
 
 

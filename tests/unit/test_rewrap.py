@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 import s3cse
@@ -18,7 +20,7 @@ def test_rotation_between_every_key_type(aes_keyring, rsa_keyring, kms_keyring, 
     chain = [aes_keyring, rsa_keyring, kms_keyring, aes_keyring]
     obj = s3cse.encrypt(b"rotate me", chain[0], config)
     meta, file = obj.metadata, obj.instruction_file
-    for old, new in zip(chain, chain[1:]):
+    for old, new in itertools.pairwise(chain):
         result = rewrap(old, new, meta, read, instruction_file=file, to_instruction_file=to_file)
         if to_file and config is V3:
             assert set(result.metadata) == {"x-amz-c", "x-amz-d", "x-amz-i"}
@@ -38,8 +40,17 @@ def test_rotation_keeps_v3_commitment_and_message_id(aes_keyring, kms_keyring):
 
 def test_rotation_with_new_kms_context(kms_keyring):
     obj = s3cse.encrypt(b"x", kms_keyring, encryption_context={"a": "1"})
-    result = rewrap(kms_keyring, kms_keyring, obj.metadata, encryption_context={"a": "1"}, new_encryption_context={"b": "2"})
-    assert s3cse.decrypt(obj.ciphertext, result.metadata, kms_keyring, encryption_context={"b": "2"}) == b"x"
+    result = rewrap(
+        kms_keyring,
+        kms_keyring,
+        obj.metadata,
+        encryption_context={"a": "1"},
+        new_encryption_context={"b": "2"},
+    )
+    assert (
+        s3cse.decrypt(obj.ciphertext, result.metadata, kms_keyring, encryption_context={"b": "2"})
+        == b"x"
+    )
 
 
 def test_rotation_refuses_forged_v3_key(aes_keyring):
@@ -60,10 +71,14 @@ def test_rotation_of_v1_objects_is_refused_with_advice():
 def test_rotation_from_legacy_wrap_to_current_wrap():
     master = b"\x45" * 32
     ct, meta = lo.v2_aeswrap_object(master, b"legacy wrapped")
-    config = s3cse.CryptoConfig(commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT", enable_legacy_wrapping=True)
+    config = s3cse.CryptoConfig(
+        commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT", enable_legacy_wrapping=True
+    )
     result = rewrap(s3cse.AesKeyring(master), s3cse.AesKeyring(master), meta, config)
     assert result.metadata["x-amz-wrap-alg"] == "AES/GCM"
-    assert s3cse.decrypt(ct, result.metadata, s3cse.AesKeyring(master), READ_ALL) == b"legacy wrapped"
+    assert (
+        s3cse.decrypt(ct, result.metadata, s3cse.AesKeyring(master), READ_ALL) == b"legacy wrapped"
+    )
 
 
 def test_rewind_resends_identical_ciphertext(aes_keyring):

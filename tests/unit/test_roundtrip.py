@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +26,11 @@ def test_round_trip_every_keyring_and_format(any_keyring, config, instruction_fi
     read_config = READ_ALL if config is V2 else V3
     assert (
         s3cse.decrypt(
-            obj.ciphertext, obj.metadata, any_keyring, read_config, instruction_file=obj.instruction_file
+            obj.ciphertext,
+            obj.metadata,
+            any_keyring,
+            read_config,
+            instruction_file=obj.instruction_file,
         )
         == plaintext
     )
@@ -58,7 +64,10 @@ def test_v2_instruction_file_never_holds_plaintext_length(aes_keyring):
     obj = s3cse.encrypt(b"abc", aes_keyring, V2, instruction_file=True)
     assert obj.metadata == {}
     assert "x-amz-unencrypted-content-length" not in obj.instruction_file
-    assert s3cse.decode_instruction_file(s3cse.encode_instruction_file(obj.instruction_file)) == obj.instruction_file
+    assert (
+        s3cse.decode_instruction_file(s3cse.encode_instruction_file(obj.instruction_file))
+        == obj.instruction_file
+    )
 
 
 def test_kms_context_stored_with_reserved_key(kms_keyring, fake_kms):
@@ -80,12 +89,12 @@ def test_streaming_matches_one_shot_for_any_chunking(data, cuts, use_v3):
     config = V3 if use_v3 else V2
     enc = s3cse.begin_encryption(keyring, config)
     points = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
-    pieces = [enc.update(data[a:b]) for a, b in zip(points, points[1:])]
+    pieces = [enc.update(data[a:b]) for a, b in itertools.pairwise(points)]
     ciphertext = b"".join(pieces) + enc.finalize()
     dec = s3cse.begin_decryption(keyring, enc.metadata, READ_ALL)
     ct_points = sorted({0, len(ciphertext), *(c for c in cuts if c <= len(ciphertext))})
     out = bytearray()
-    for a, b in zip(ct_points, ct_points[1:]):
+    for a, b in itertools.pairwise(ct_points):
         buf = bytearray(b - a + 31)
         n = dec.update_into(ciphertext[a:b], buf)
         out += buf[:n]

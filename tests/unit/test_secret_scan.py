@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 import s3cse
 from tests import secret_scan
 
 
+@pytest.mark.slow
 def test_scan_finds_a_planted_leak():
     secret = bytes(range(32))
     saved = (set(secret_scan.SECRETS), list(secret_scan.ERRORS), list(secret_scan.LOG_LINES))

@@ -7,8 +7,8 @@ import io
 import pytest
 
 import s3cse
-from s3cse.cli.main import local_destination
 from s3cse._upload import EncryptingReader as _EncryptingReader
+from s3cse.cli.main import local_destination
 
 
 def test_recursive_download_names_cannot_escape_the_folder(tmp_path):
@@ -52,7 +52,9 @@ def test_gcm_bodies_skip_botocore_crc_but_keep_the_length_check():
     from s3cse._download import without_redundant_checksum
 
     data = b"ciphertext" * 1000
-    checked = StreamingChecksumBody(io.BytesIO(data), str(len(data)), Crc32Checksum(), "AAAAAA==")  # header text, as botocore passes it
+    checked = StreamingChecksumBody(
+        io.BytesIO(data), str(len(data)), Crc32Checksum(), "AAAAAA=="
+    )  # header text, as botocore passes it
     plain = without_redundant_checksum(checked)
     assert plain is not checked and plain.read() == data  # no CRC pass, no CRC error
     short = StreamingChecksumBody(io.BytesIO(data[:-1]), str(len(data)), Crc32Checksum(), None)
@@ -81,7 +83,11 @@ class _ShortReads(io.RawIOBase):
         return True
 
     def seek(self, offset, whence=io.SEEK_SET):
-        self._pos = {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset, io.SEEK_END: len(self._data) + offset}[whence]
+        self._pos = {
+            io.SEEK_SET: offset,
+            io.SEEK_CUR: self._pos + offset,
+            io.SEEK_END: len(self._data) + offset,
+        }[whence]
         return self._pos
 
     def tell(self):

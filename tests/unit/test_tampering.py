@@ -24,7 +24,9 @@ def encrypt(keyring, config, instruction_file=False):
 
 
 def read(obj_ct, meta, keyring, config, file=None):
-    return s3cse.decrypt(obj_ct, meta, keyring, READ_ALL if config is V2 else config, instruction_file=file)
+    return s3cse.decrypt(
+        obj_ct, meta, keyring, READ_ALL if config is V2 else config, instruction_file=file
+    )
 
 
 B64_FIELDS_V3 = ["x-amz-3", "x-amz-d", "x-amz-i"]
@@ -60,7 +62,10 @@ def test_every_field_removed_or_emptied(any_keyring, config):
     for field in obj.metadata:
         if field in ("x-amz-unencrypted-content-length", "x-amz-matdesc", "x-amz-m", "x-amz-t"):
             continue
-        for meta in ({k: v for k, v in obj.metadata.items() if k != field}, dict(obj.metadata, **{field: ""})):
+        for meta in (
+            {k: v for k, v in obj.metadata.items() if k != field},
+            dict(obj.metadata, **{field: ""}),
+        ):
             with pytest.raises(s3cse.S3CSEError) as info:
                 read(obj.ciphertext, meta, any_keyring, config)
             assert not isinstance(info.value, s3cse.IntegrityError) or field == "x-amz-iv"
@@ -90,7 +95,9 @@ def test_v2_gcm_object_relabelled_cbc_is_refused(aes_keyring):
     meta["x-amz-cek-alg"] = "AES/CBC/PKCS5Padding"
     with pytest.raises(s3cse.S3CSEError):
         read(obj.ciphertext, meta, aes_keyring, V2)
-    legacy = s3cse.CryptoConfig(commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT", enable_legacy_unauthenticated_modes=True)
+    legacy = s3cse.CryptoConfig(
+        commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT", enable_legacy_unauthenticated_modes=True
+    )
     with pytest.raises(s3cse.S3CSEError):
         s3cse.decrypt(obj.ciphertext, meta, aes_keyring, legacy)
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 from ..errors import (
     CipherStateError,
     ConfigurationError,
+    DataKeyUnwrapError,
     IntegrityError,
     MultipartSequenceError,
 )
@@ -161,10 +162,11 @@ class GcmDecryptor:
 class CbcDecryptor:
     """Legacy AES-CBC decryption with PKCS#7 padding (V1 objects). Unauthenticated."""
 
-    def __init__(self, key: bytes, iv: bytes):
+    def __init__(self, key: bytes, iv: bytes, failure_message: str | None = None):
         self._decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
         self._unpadder = padding.PKCS7(128).unpadder()
         self._finished = False
+        self._failure_message = failure_message
 
     def update(self, data: Buffer) -> bytes:
         if self._finished:
@@ -184,6 +186,8 @@ class CbcDecryptor:
             last = self._decryptor.finalize()
             return self._unpadder.update(last) + self._unpadder.finalize()
         except ValueError:
+            if self._failure_message is not None:
+                raise DataKeyUnwrapError(self._failure_message) from None
             raise IntegrityError(
                 "the CBC ciphertext did not decrypt to valid padding: it was truncated or "
                 "altered, or the data key does not belong to it"

@@ -434,8 +434,9 @@ def _unwrap_data_key(
     content: ContentMetadata,
     config: CryptoConfig,
     encryption_context: Mapping[str, str] | None,
-) -> bytes | bytearray:
-    """Policy and switch checks first (no key is touched before), then unwrap."""
+) -> tuple[bytes | bytearray, str | None]:
+    """Policy and switch checks first (no key is touched before), then unwrap: (data key,
+    the message a content failure must carry instead of its own, if any)."""
     check_decrypt_allowed(content.suite, config.policy)
     if content.suite.is_legacy and not config.enable_legacy_unauthenticated_modes:
         raise LegacyAlgorithmDisabledError(
@@ -459,7 +460,7 @@ def _unwrap_data_key(
     materials.plaintext_data_key = None
     if data_key is None:
         raise KeyringError("the keyring returned no data key")
-    return data_key
+    return data_key, materials.content_failure_message
 
 
 def _content_key(
@@ -467,16 +468,18 @@ def _content_key(
     content: ContentMetadata,
     config: CryptoConfig,
     encryption_context: Mapping[str, str] | None,
-) -> bytes:
-    """Unwrap, check the commitment (V3), then derive the content key."""
-    data_key = _unwrap_data_key(keyring, content, config, encryption_context)
+) -> tuple[bytes, str | None]:
+    """Unwrap, check the commitment (V3), then derive the content key: (content key, the
+    message a legacy content failure must carry, see DecryptionMaterials)."""
+    data_key, failure_message = _unwrap_data_key(keyring, content, config, encryption_context)
     try:
         if content.suite.is_committing:
             assert content.key_commitment is not None
-            return kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)
+            key = kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)
+            return key, failure_message
         if content.suite.cipher == "GCM" and len(data_key) != 32:
             raise MalformedMetadataError("GCM objects need a 32-byte data key")
-        return bytes(data_key)
+        return bytes(data_key), failure_message
     finally:
         _wipe(data_key)
 
@@ -493,9 +496,11 @@ def begin_decryption(
     key and return the decryptor for its whole content."""
     config = config or CryptoConfig()
     content = _resolve(metadata, instruction_file)
-    key = _content_key(keyring, content, config, encryption_context)
+    key, failure_message = _content_key(keyring, content, config, encryption_context)
     if content.suite.cipher == "CBC":
-        return ObjectDecryptor(content, lambda: CbcDecryptor(key, content.iv), authenticated=False)
+        return ObjectDecryptor(
+            content, lambda: CbcDecryptor(key, content.iv, failure_message), authenticated=False
+        )
     iv = _V3_IV if content.suite.is_committing else content.iv
     aad = content.suite.id_bytes if content.suite.is_committing else b""
     return ObjectDecryptor(
@@ -531,7 +536,7 @@ def begin_ranged_decryption(
             f"ranged reads are supported for AES-GCM objects only, not {content.suite.name}; "
             "read the whole object"
         )
-    key = _content_key(keyring, content, config, encryption_context)
+    key, _ = _content_key(keyring, content, config, encryption_context)
     iv = _V3_IV if content.suite.is_committing else content.iv
     ranged = dataclasses.replace(content, suite=content.suite.ranged_counterpart)
     counter = gcm_counter_block(iv, plan.block_index)
@@ -587,7 +592,7 @@ def rewrap(
             "place: the format can only store AES-GCM content under a current wrap; copy the "
             "object (decrypt and re-encrypt) to rewrite it as V3"
         )
-    data_key = _unwrap_data_key(old_keyring, content, config, encryption_context)
+    data_key, _ = _unwrap_data_key(old_keyring, content, config, encryption_context)
     if content.suite.is_committing:
         assert content.key_commitment is not None
         kdf.verify_commitment_and_derive(data_key, content.iv, content.key_commitment)

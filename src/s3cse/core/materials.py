@@ -52,6 +52,10 @@ class DecryptionMaterials:
     encryption_context: Mapping[str, str] = dataclasses.field(default_factory=dict)
     enable_legacy_wrapping: bool = False
     plaintext_data_key: bytes | bytearray | None = dataclasses.field(default=None, repr=False)
+    #: Set by a keyring whose unwrap failures must not be told apart from what follows
+    #: (RSA PKCS#1 v1.5, Bleichenbacher): a padding failure of the legacy CBC content then
+    #: raises DataKeyUnwrapError with this message, the one its unwrap failures carry.
+    content_failure_message: str | None = None
 
 
 class CryptoMaterialsManager(abc.ABC):

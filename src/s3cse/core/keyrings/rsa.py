@@ -172,6 +172,9 @@ class RsaKeyring(Keyring):
                 data_key = self._decrypt(edk, _oaep(hashes.SHA256()))
             legacy = True
         else:  # V1: PKCS#1 v1.5
+            # OpenSSL's implicit rejection turns bad padding into a random "key" of random
+            # length; when that length fits, the CBC content fails next: it must fail alike.
+            materials.content_failure_message = _UNWRAP_FAILED
             data_key = self._decrypt(edk, padding.PKCS1v15())
             legacy = True
         try:
