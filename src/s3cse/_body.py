@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["DecryptedBody", "readinto_exactly", "split_lines"]
+__all__ = ["DecryptedBody", "ReadOnlyStream", "readinto_exactly", "split_lines"]
 
 _MiB = 1024 * 1024
 
@@ -29,6 +29,18 @@ def readinto_exactly(source: Any, view: memoryview) -> int:
             break
         filled += n
     return filled
+
+
+class ReadOnlyStream(io.RawIOBase):
+    """An unbuffered binary stream that implements ``read``; ``readinto`` copies from it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
 
 
 def split_lines(pending: bytes, chunk: bytes, keepends: bool) -> tuple[list[bytes], bytes]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _s3args
-from ._body import readinto_exactly
+from ._body import ReadOnlyStream, readinto_exactly
 from ._bridge import LOOP
 from ._objects import ObjectStore, PreparedUpload
 from .core.ciphers import TAG_LENGTH
@@ -54,7 +54,7 @@ def plaintext_source(body: Any) -> tuple[Any, int | None]:
     return body, None
 
 
-class EncryptingReader(io.RawIOBase):
+class EncryptingReader(ReadOnlyStream):
     """A file-like body for botocore: plaintext in, ``ciphertext || tag`` out.
 
     botocore may rewind the body (retries, checksum and signature passes); a rewind
@@ -91,9 +91,6 @@ class EncryptingReader(io.RawIOBase):
 
     def __len__(self) -> int:
         return self._length + TAG_LENGTH
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -206,11 +203,6 @@ class EncryptingReader(io.RawIOBase):
         data = b"".join(parts)
         self._position += len(data)
         return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(memoryview(buffer)))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
 
 
 @contextlib.contextmanager

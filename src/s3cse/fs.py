@@ -24,6 +24,7 @@ from typing import Any
 import s3fs
 
 from . import transfer
+from ._body import ReadOnlyStream
 from ._download import verified_spool
 from ._keyfiles import KeyOptions, build_keyrings, parse_json_map
 from ._spool import close_in_background
@@ -254,7 +255,7 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         self._refuse("open_async", "use open(), or s3cse.aio.AsyncEncryptionClient")
 
 
-class _VerifiedReadFile(io.RawIOBase):
+class _VerifiedReadFile(ReadOnlyStream):
     """A seekable file of verified plaintext over a local spool of the ciphertext.
 
     The ciphertext is fetched as ``download_file`` fetches it (concurrent ranged GETs
@@ -281,9 +282,6 @@ class _VerifiedReadFile(io.RawIOBase):
         self.size = decryptor.plaintext_length(stored) or 0
         self._position = 0
 
-    def readable(self) -> bool:
-        return True
-
     def seekable(self) -> bool:
         return True
 
@@ -306,11 +304,6 @@ class _VerifiedReadFile(io.RawIOBase):
         plaintext = self._decryptor.decrypt_verified_range(ciphertext, self._position)
         self._position += len(plaintext)
         return plaintext
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(memoryview(buffer)))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if not self.closed:

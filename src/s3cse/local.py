@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigurationError
 
@@ -271,28 +271,12 @@ class LocalServers:
         }
 
     def s3_client(self, **config: Any) -> Any:
-        import boto3
         from botocore.config import Config
 
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3.endpoint,
-            region_name=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            config=Config(s3={"addressing_style": "path"}, **config),
-        )
+        return _client("s3", self.s3.endpoint, Config(s3={"addressing_style": "path"}, **config))
 
     def kms_client(self) -> Any:
-        import boto3
-
-        return boto3.client(
-            "kms",
-            endpoint_url=self.kms.endpoint,
-            region_name=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-        )
+        return _client("kms", self.kms.endpoint)
 
     def stop(self) -> None:
         self.s3.stop()
@@ -401,3 +385,17 @@ def stop_background(home: Path | None = None) -> bool:
     with contextlib.suppress(OSError):
         state.unlink()
     return stopped
+
+
+def _client(service: Literal["s3", "kms"], endpoint: str, config: Any = None) -> Any:
+    """A boto3 client of ``service`` at a local server, with the local credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=config,
+    )

@@ -143,6 +143,18 @@ class Context:
         return self.session.client("kms")
 
 
+def _key_file_option(name: str, help: str) -> Callable[..., Any]:
+    """A repeatable key-file option, collected as a tuple named like it (``--aes-key``:
+    ``aes_keys``)."""
+    return click.option(
+        name,
+        name[2:].replace("-", "_") + "s",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help=help,
+    )
+
+
 def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -152,26 +164,13 @@ def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
             envvar="S3CSE_KMS_KEY_ID",
             help="KMS key id, ARN or alias (repeatable; the first one encrypts). Env: S3CSE_KMS_KEY_ID.",
         ),
-        click.option(
+        _key_file_option(
             "--aes-key",
-            "aes_keys",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            help="AES key file: 32 raw bytes as `s3cse keygen aes` writes, or base64 (repeatable).",
+            "AES key file: 32 raw bytes as `s3cse keygen aes` writes, or base64 (repeatable).",
         ),
-        click.option(
-            "--rsa-private-key",
-            "rsa_private_keys",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            help="RSA private key PEM/DER file (repeatable).",
-        ),
-        click.option(
-            "--rsa-public-key",
-            "rsa_public_keys",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            help="RSA public key PEM/DER file: encrypt only (repeatable).",
+        _key_file_option("--rsa-private-key", "RSA private key PEM/DER file (repeatable)."),
+        _key_file_option(
+            "--rsa-public-key", "RSA public key PEM/DER file: encrypt only (repeatable)."
         ),
         click.option("--matdesc", help="Material description for AES/RSA keys, as JSON."),
         click.option(

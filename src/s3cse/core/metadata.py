@@ -284,10 +284,28 @@ def _normalise(metadata: Mapping[str, str], *, from_s3: bool = True) -> dict[str
     return out
 
 
-def _b64(fields: Mapping[str, str], name: str, *, length: int | None = None) -> bytes:
-    if name not in fields:
+def _required(fields: Mapping[str, str], name: str) -> str:
+    value = fields.get(name)
+    if value is None:
         raise MalformedMetadataError(f"crypto metadata field {name} is missing", field=name)
-    raw = fields[name]
+    return value
+
+
+def _wrap_algorithm(
+    table: Mapping[str, WrapAlgorithm], fields: Mapping[str, str], name: str, what: str
+) -> WrapAlgorithm:
+    value = _required(fields, name)
+    try:
+        return table[value]
+    except KeyError:
+        raise MalformedMetadataError(
+            f"unknown {what} {value!r} in {name}; expected one of {', '.join(sorted(table))}",
+            field=name,
+        ) from None
+
+
+def _b64(fields: Mapping[str, str], name: str, *, length: int | None = None) -> bytes:
+    raw = _required(fields, name)
     try:
         value = base64.b64decode(raw.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
@@ -453,15 +471,7 @@ def _parse_v1_v2(fields: Mapping[str, str], *, from_file: bool) -> ContentMetada
             f"unknown content algorithm {cek!r} in {CEK_ALG}; expected {_CEK_GCM} or {_CEK_CBC}",
             field=CEK_ALG,
         )
-    wrap_name = fields.get(WRAP_ALG)
-    if wrap_name is None:
-        raise MalformedMetadataError(f"crypto metadata field {WRAP_ALG} is missing", field=WRAP_ALG)
-    try:
-        wrap = _V2_WRAP_ALGS_BY_NAME[wrap_name]
-    except KeyError:
-        raise MalformedMetadataError(
-            f"unknown wrap algorithm {wrap_name!r} in {WRAP_ALG}", field=WRAP_ALG
-        ) from None
+    wrap = _wrap_algorithm(_V2_WRAP_ALGS_BY_NAME, fields, WRAP_ALG, "wrap algorithm")
     return ContentMetadata(
         version=FormatVersion.V2,
         suite=suite,
@@ -503,41 +513,26 @@ def _parse_v3(obj: Mapping[str, str], file: Mapping[str, str] | None) -> Content
             )
         wrapped = file
         from_file = True
-    cek = obj.get(V3_CEK)
-    if cek is None:
-        raise MalformedMetadataError(f"crypto metadata field {V3_CEK} is missing", field=V3_CEK)
+    cek = _required(obj, V3_CEK)
     if cek != _V3_CEK_VALUE:
         raise MalformedMetadataError(
             f"unknown V3 content algorithm {cek!r} in {V3_CEK}; expected {_V3_CEK_VALUE}",
             field=V3_CEK,
         )
-    code = wrapped.get(V3_WRAP)
-    if code is None:
-        raise MalformedMetadataError(f"crypto metadata field {V3_WRAP} is missing", field=V3_WRAP)
-    try:
-        wrap = _V3_WRAP_ALGS_BY_CODE[code]
-    except KeyError:
-        raise MalformedMetadataError(
-            f"unknown V3 wrap algorithm code {code!r} in {V3_WRAP}; expected one of "
-            + ", ".join(sorted(_V3_WRAP_ALGS_BY_CODE)),
-            field=V3_WRAP,
-        ) from None
+    wrap = _wrap_algorithm(_V3_WRAP_ALGS_BY_CODE, wrapped, V3_WRAP, "V3 wrap algorithm code")
+    # KMS wraps keep their encryption context in x-amz-t, raw keys their description in
+    # x-amz-m: the other name beside them is a forgery, never a second source.
     if wrap.key_family == "kms":
-        if V3_MATDESC in wrapped:
-            raise MalformedMetadataError(
-                f"{V3_MATDESC} (material description) found on a KMS-wrapped object, which "
-                f"stores its encryption context in {V3_CONTEXT}",
-                field=V3_MATDESC,
-            )
-        description = _json_map(wrapped, V3_CONTEXT)
+        own, other, what = V3_CONTEXT, V3_MATDESC, "encryption context"
     else:
-        if V3_CONTEXT in wrapped:
-            raise MalformedMetadataError(
-                f"{V3_CONTEXT} (KMS encryption context) found on an object wrapped with "
-                f"{wrap.value}, which stores its material description in {V3_MATDESC}",
-                field=V3_CONTEXT,
-            )
-        description = _json_map(wrapped, V3_MATDESC)
+        own, other, what = V3_MATDESC, V3_CONTEXT, "material description"
+    if other in wrapped:
+        raise MalformedMetadataError(
+            f"{other} found on an object wrapped with {wrap.value}, which stores its {what} "
+            f"in {own}",
+            field=other,
+        )
+    description = _json_map(wrapped, own)
     suite = AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
     return ContentMetadata(
         version=FormatVersion.V3,

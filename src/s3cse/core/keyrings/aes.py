@@ -11,10 +11,17 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
-from ...errors import ConfigurationError, DataKeyUnwrapError, InvalidKeyError
+from ...errors import DataKeyUnwrapError, InvalidKeyError
 from ..materials import DecryptionMaterials, EncryptionMaterials
 from ..metadata import WrapAlgorithm, cek_algorithm_name
-from .base import DATA_KEY_LENGTH, Keyring, check_material_description, check_unwrapped_length
+from .base import (
+    DATA_KEY_LENGTH,
+    Keyring,
+    check_material_description,
+    check_unwrapped_length,
+    raw_key_data_key,
+    record_raw_wrap,
+)
 
 __all__ = ["AesKeyring"]
 
@@ -49,20 +56,13 @@ class AesKeyring(Keyring):
         )
 
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
-        if materials.encryption_context:
-            raise ConfigurationError(
-                "an encryption context applies to KMS keyrings only; describe raw AES keys "
-                "with material_description"
-            )
-        data_key = materials.plaintext_data_key or bytearray(os.urandom(DATA_KEY_LENGTH))
+        data_key = raw_key_data_key(materials, "raw AES keys")
         iv = os.urandom(_GCM_IV_LENGTH)
         aad = cek_algorithm_name(materials.suite).encode("ascii")
         wrapped = iv + AESGCM(self._key).encrypt(iv, data_key, aad)
-        materials.plaintext_data_key = data_key
-        materials.encrypted_data_key = wrapped
-        materials.wrap_algorithm = WrapAlgorithm.AES_GCM
-        materials.material_description = dict(self.material_description)
-        return materials
+        return record_raw_wrap(
+            materials, data_key, wrapped, WrapAlgorithm.AES_GCM, self.material_description
+        )
 
     def on_decrypt(self, materials: DecryptionMaterials) -> DecryptionMaterials:
         meta = materials.metadata

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping
 
 from ...errors import ConfigurationError, DataKeyUnwrapError, NoMatchingKeyringError
 from ..materials import DecryptionMaterials, EncryptionMaterials
-from ..metadata import ContentMetadata
+from ..metadata import ContentMetadata, WrapAlgorithm
 
 __all__ = ["DATA_KEY_LENGTH", "Keyring"]
 
@@ -43,6 +44,33 @@ class Keyring(abc.ABC):
             f"which a {type(self).__name__} cannot unwrap; configure a keyring for that key "
             "(a MultiKeyring holds several)"
         )
+
+
+def raw_key_data_key(materials: EncryptionMaterials, keys: str) -> bytes | bytearray:
+    """The data key a raw-key keyring (``keys``: "raw AES keys", "RSA keys") wraps: the
+    one already in ``materials`` (a MultiKeyring's generator made it), else a new one.
+    An encryption context is refused: only KMS binds one to the wrapped key."""
+    if materials.encryption_context:
+        raise ConfigurationError(
+            f"an encryption context applies to KMS keyrings only; describe {keys} with "
+            "material_description"
+        )
+    return materials.plaintext_data_key or bytearray(os.urandom(DATA_KEY_LENGTH))
+
+
+def record_raw_wrap(
+    materials: EncryptionMaterials,
+    data_key: bytes | bytearray,
+    encrypted_data_key: bytes,
+    wrap_algorithm: WrapAlgorithm,
+    material_description: Mapping[str, str],
+) -> EncryptionMaterials:
+    """Complete ``materials`` with a raw-key keyring's wrap of ``data_key``."""
+    materials.plaintext_data_key = data_key
+    materials.encrypted_data_key = encrypted_data_key
+    materials.wrap_algorithm = wrap_algorithm
+    materials.material_description = dict(material_description)
+    return materials
 
 
 def check_material_description(description: Mapping[str, str] | None) -> dict[str, str]:

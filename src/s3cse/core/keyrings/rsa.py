@@ -7,7 +7,6 @@ private key) and refuses to decrypt with :class:`MissingPrivateKeyError`.
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,7 +20,13 @@ from ...errors import (
 )
 from ..materials import DecryptionMaterials, EncryptionMaterials
 from ..metadata import WrapAlgorithm, cek_algorithm_name
-from .base import DATA_KEY_LENGTH, Keyring, check_material_description, check_unwrapped_length
+from .base import (
+    Keyring,
+    check_material_description,
+    check_unwrapped_length,
+    raw_key_data_key,
+    record_raw_wrap,
+)
 
 __all__ = ["RsaKeyring"]
 
@@ -129,20 +134,14 @@ class RsaKeyring(Keyring):
         )
 
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
-        if materials.encryption_context:
-            raise ConfigurationError(
-                "an encryption context applies to KMS keyrings only; describe RSA keys "
-                "with material_description"
-            )
-        data_key = materials.plaintext_data_key or bytearray(os.urandom(DATA_KEY_LENGTH))
+        data_key = raw_key_data_key(materials, "RSA keys")
         name = cek_algorithm_name(materials.suite).encode("ascii")
         pseudo_key = bytearray([len(data_key)]) + data_key + name
-        materials.encrypted_data_key = self._public.encrypt(bytes(pseudo_key), _oaep(hashes.SHA1()))
+        wrapped = self._public.encrypt(bytes(pseudo_key), _oaep(hashes.SHA1()))
         pseudo_key[:] = bytes(len(pseudo_key))
-        materials.plaintext_data_key = data_key
-        materials.wrap_algorithm = WrapAlgorithm.RSA_OAEP_SHA1
-        materials.material_description = dict(self.material_description)
-        return materials
+        return record_raw_wrap(
+            materials, data_key, wrapped, WrapAlgorithm.RSA_OAEP_SHA1, self.material_description
+        )
 
     def on_decrypt(self, materials: DecryptionMaterials) -> DecryptionMaterials:
         meta = materials.metadata
