@@ -19,7 +19,7 @@ from botocore.response import StreamingBody
 
 from ._body import DecryptedBody
 from ._bridge import cooperate
-from ._spool import ciphertext_spool, close_in_background, spool_chunks, trim
+from ._spool import ciphertext_spool, release, spool_chunks, trim
 from .core.envelope import ObjectDecryptor
 from .errors import located
 
@@ -186,7 +186,7 @@ def plaintext_body(
     return DecryptedBody(
         decrypt_stream(spool_chunks(spool), decryptor.fresh(), bucket, key),
         plaintext_length,
-        lambda: close_in_background(spool),
+        lambda: release(spool),
     )
 
 

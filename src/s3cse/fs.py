@@ -27,7 +27,7 @@ from . import transfer
 from ._body import ReadOnlyStream
 from ._download import verified_spool
 from ._keyfiles import KeyOptions, build_keyrings, parse_json_map
-from ._spool import close_in_background
+from ._spool import release
 from ._upload import MultipartUpload, put_object
 from .client import EncryptionClient
 from .core import metadata as md
@@ -307,7 +307,7 @@ class _VerifiedReadFile(ReadOnlyStream):
 
     def close(self) -> None:
         if not self.closed:
-            close_in_background(self._spool)
+            release(self._spool)
         super().close()
 
 

@@ -28,7 +28,7 @@ from ._body import readinto_exactly
 from ._bridge import cooperate
 from ._download import decrypt_to, verified_spool
 from ._objects import ObjectStore
-from ._spool import close_in_background, spool_chunks
+from ._spool import release, spool_chunks
 from ._upload import MultipartUpload, plaintext_source, put_object
 from .errors import ConfigurationError, SourceChangedError, UnexpectedResponseError, located
 
@@ -254,7 +254,7 @@ def download(
         try:
             decrypt_to(sink, spool_chunks(spool), decryptor, callback)
         finally:
-            close_in_background(spool)
+            release(spool)
 
 
 def ciphertext_chunks(

@@ -63,9 +63,13 @@ def test_a_file_system_that_cannot_preallocate_still_spools(monkeypatch):
         assert spool.read() == b"x" * 10
 
 
-def test_close_in_background_closes_the_file():
-    spool = _spool.ciphertext_spool(1024)
-    _spool.close_in_background(spool)
+def test_release_closes_the_file_without_starting_a_thread():
+    import threading
+
+    spool = _spool.ciphertext_spool(1024)  # makes sure the closer runs
+    before = threading.active_count()
+    _spool.release(spool)
+    assert threading.active_count() == before
     deadline = time.monotonic() + 10
     while not spool.closed and time.monotonic() < deadline:
         time.sleep(0.01)
