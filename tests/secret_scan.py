@@ -44,7 +44,12 @@ def install() -> None:
         return out
 
     kdf._hkdf = hkdf  # type: ignore[assignment]
-    for cls in (ciphers.GcmEncryptor, ciphers.GcmDecryptor, ciphers.CbcDecryptor, ciphers.CtrDecryptor):
+    for cls in (
+        ciphers.GcmEncryptor,
+        ciphers.GcmDecryptor,
+        ciphers.CbcDecryptor,
+        ciphers.CtrDecryptor,
+    ):
         init = cls.__init__
 
         def wrapped(self: Any, key: Any, *args: Any, __init: Any = init, **kwargs: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
@@ -24,6 +25,7 @@ from .core.envelope import ObjectDecryptor
 from .errors import located
 
 __all__ = [
+    "VerifiedCiphertext",
     "decrypt_to",
     "plaintext_body",
     "read_chunks",
@@ -152,6 +154,30 @@ def verified_spool(
         spool.close()
         raise
     return spool
+
+
+class VerifiedCiphertext:
+    """An object's ciphertext in a local spool, its tag verified: random access to its
+    plaintext, from any number of readers at once (positional reads, no shared offset)."""
+
+    def __init__(self, spool: IO[bytes], decryptor: ObjectDecryptor, stored_length: int):
+        if not decryptor.verified:
+            raise ValueError("the decryptor has not verified this ciphertext")
+        self._spool = spool
+        self._decryptor = decryptor
+        self.stored_length = stored_length
+        self.size = decryptor.plaintext_length(stored_length) or 0
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of plaintext from ``offset``."""
+        size = max(0, min(size, self.size - offset))
+        if not size:
+            return b""
+        ciphertext = os.pread(self._spool.fileno(), size, offset)
+        return self._decryptor.decrypt_verified_range(ciphertext, offset)
+
+    def release(self) -> None:
+        release(self._spool)
 
 
 def plaintext_body(

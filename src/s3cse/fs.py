@@ -15,9 +15,12 @@ data outgrows one part, a single PUT below that.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
+import json
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,9 +28,8 @@ import s3fs
 
 from . import transfer
 from ._body import ReadOnlyStream
-from ._download import verified_spool
+from ._download import VerifiedCiphertext, verified_spool
 from ._keyfiles import KeyOptions, build_keyrings, parse_json_map
-from ._spool import release
 from ._upload import MultipartUpload, put_object
 from .client import EncryptionClient
 from .core import metadata as md
@@ -57,9 +59,11 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         commitment_policy: str = "REQUIRE_ENCRYPT_REQUIRE_DECRYPT",
         endpoint_url: str | None = None,
         instruction_file: bool = False,
+        verified_cache_bytes: int = 512 * _MiB,
         **kwargs: Any,
     ):
         super().__init__(*args, endpoint_url=endpoint_url, **kwargs)
+        self._verified = _VerifiedObjects(int(verified_cache_bytes))
         self.encryption_context = parse_json_map(encryption_context, "encryption_context")
         import boto3
         from botocore.config import Config
@@ -85,8 +89,9 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             rsa_public_keys=[rsa_public_key_file] if rsa_public_key_file else [],
             matdesc=material_description,
             matdesc_option="material_description",
-            kms_client=session.client("kms"),
         )
+        if kms_key_id or options.empty:  # KMS keys, or the discovery keyring below
+            options.kms_client = session.client("kms")
         keyring = build_keyrings(options) or KmsKeyring.discovery(options.kms_client)
         self.encryption = EncryptionClient(
             s3,
@@ -95,6 +100,12 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             instruction_file_put=instruction_file,
         )
         self._store = self.encryption._store
+
+    def invalidate_cache(self, path: str | None = None) -> None:
+        super().invalidate_cache(path)
+        if path is not None and hasattr(self, "_verified"):
+            bucket, key, _ = self.split_path(path)
+            self._verified.forget(bucket, key)
 
     def _extra(self) -> dict[str, Any]:
         return {"EncryptionContext": self.encryption_context} if self.encryption_context else {}
@@ -123,11 +134,32 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         return sync(self.loop, self._find, path, *args, **kwargs)
 
     async def _info(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        info: dict[str, Any] = await super()._info(path, *args, **kwargs)
-        if info.get("type") != "file":
-            return info
-        bucket, key, _ = self.split_path(path)
-        head = await self._call_s3("head_object", Bucket=bucket, Key=key)
+        bucket, key, version_id = self.split_path(path)
+        head = None
+        if key:
+            # One HEAD gives both s3fs's fields and the crypto metadata (s3fs's own HEAD
+            # drops the user metadata); directories and misses take s3fs's way.
+            with contextlib.suppress(FileNotFoundError):
+                head = await self._call_s3(
+                    "head_object",
+                    self.kwargs,
+                    Bucket=bucket,
+                    Key=key,
+                    **({"VersionId": version_id} if version_id else {}),
+                )
+        if head is None:
+            found: dict[str, Any] = await super()._info(path, *args, **kwargs)
+            return found
+        info: dict[str, Any] = {
+            "ETag": head.get("ETag", ""),
+            "LastModified": head.get("LastModified", ""),
+            "size": head["ContentLength"],
+            "name": f"{bucket}/{key}",
+            "type": "file",
+            "StorageClass": head.get("StorageClass", "STANDARD"),
+            "VersionId": head.get("VersionId"),
+            "ContentType": head.get("ContentType"),
+        }
         try:
             content = await asyncio.to_thread(
                 self._store.content_metadata, bucket, key, head.get("Metadata", {}), {}
@@ -255,6 +287,86 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         self._refuse("open_async", "use open(), or s3cse.aio.AsyncEncryptionClient")
 
 
+class _VerifiedObjects:
+    """The verified ciphertext of objects read recently, by bucket, key and ETag.
+
+    Readers often open one object several times in a row (pyarrow: once for the footer,
+    once for the columns); each open HEADs the object, and when its ETag is the one
+    verified before, the same local spool serves it, with no second download, tag check
+    or key unwrap. Spools no open file uses are kept up to ``budget`` bytes (the oldest
+    go first); 0 keeps none."""
+
+    def __init__(self, budget: int):
+        self._budget = budget
+        self._entries: collections.OrderedDict[tuple[str, ...], VerifiedCiphertext] = (
+            collections.OrderedDict()
+        )
+        self._users: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def open(self, fs: S3CSEFileSystem, bucket: str, key: str) -> VerifiedCiphertext:
+        store = fs._store
+        head = store.head(bucket, key, {})
+        etag = str(head.get("ETag") or "")
+        context = json.dumps(fs.encryption_context, sort_keys=True)
+        name = (bucket, key, etag, str(head.get("VersionId") or ""), context)
+        with self._lock:
+            cached = self._entries.get(name) if etag else None
+            if cached is not None:
+                self._entries.move_to_end(name)
+                self._users[id(cached)] = self._users.get(id(cached), 0) + 1
+                return cached
+        content = store.content_metadata(bucket, key, head.get("Metadata", {}), {})
+        decryptor = store.begin_decryptor(bucket, key, content, fs.encryption_context or None)
+        stored = int(head["ContentLength"])
+        with located(bucket, key):
+            if decryptor.suite.cipher != "GCM":
+                raise NotEncryptedError(
+                    "s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client"
+                )
+            chunks = transfer.ciphertext_chunks(
+                store, bucket, key, stored, etag or None, {}, transfer.TransferSettings(None)
+            )
+            with contextlib.closing(chunks):
+                verified = VerifiedCiphertext(
+                    verified_spool(chunks, stored, decryptor), decryptor, stored
+                )
+        with self._lock:
+            self._users[id(verified)] = 1
+            if etag and self._budget > 0:
+                previous = self._entries.pop(name, None)
+                self._entries[name] = verified
+                if previous is not None:
+                    self._drop_unused(previous)
+        return verified
+
+    def done(self, verified: VerifiedCiphertext) -> None:
+        """One reader of ``verified`` closed; release what the budget does not keep."""
+        with self._lock:
+            self._users[id(verified)] -= 1
+            if verified not in self._entries.values():
+                self._drop_unused(verified)
+            total = sum(v.stored_length for v in self._entries.values())
+            for name, entry in list(self._entries.items()):
+                if total <= self._budget:
+                    break
+                if not self._users.get(id(entry)):
+                    del self._entries[name]
+                    total -= entry.stored_length
+                    self._drop_unused(entry)
+
+    def forget(self, bucket: str, key: str) -> None:
+        """Drop what is kept of ``bucket/key`` (it was written or deleted)."""
+        with self._lock:
+            for name in [n for n in self._entries if n[:2] == (bucket, key)]:
+                self._drop_unused(self._entries.pop(name))
+
+    def _drop_unused(self, verified: VerifiedCiphertext) -> None:
+        if not self._users.get(id(verified)):
+            self._users.pop(id(verified), None)
+            verified.release()
+
+
 class _VerifiedReadFile(ReadOnlyStream):
     """A seekable file of verified plaintext over a local spool of the ciphertext.
 
@@ -264,22 +376,9 @@ class _VerifiedReadFile(ReadOnlyStream):
     def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str):
         super().__init__()
         self.path = f"{bucket}/{key}"
-        store = fs._store
-        head, decryptor = store.begin_download(bucket, key, {}, fs.encryption_context or None)
-        with located(bucket, key):
-            if decryptor.suite.cipher != "GCM":
-                raise NotEncryptedError(
-                    "s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client"
-                )
-            stored = int(head["ContentLength"])
-            settings = transfer.TransferSettings(None)
-            chunks = transfer.ciphertext_chunks(
-                store, bucket, key, stored, head.get("ETag"), {}, settings
-            )
-            with contextlib.closing(chunks):
-                self._spool = verified_spool(chunks, stored, decryptor)
-        self._decryptor = decryptor
-        self.size = decryptor.plaintext_length(stored) or 0
+        self._objects = fs._verified
+        self._verified = self._objects.open(fs, bucket, key)
+        self.size = self._verified.size
         self._position = 0
 
     def seekable(self) -> bool:
@@ -289,25 +388,26 @@ class _VerifiedReadFile(ReadOnlyStream):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
-        self._position = max(0, base + offset)
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._position = base + offset
         return self._position
 
     def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read of closed file")
         if size is None or size < 0:
             size = self.size - self._position
-        size = max(0, min(size, self.size - self._position))
-        if not size:
-            return b""
-        self._spool.seek(self._position)
-        ciphertext = self._spool.read(size)
-        plaintext = self._decryptor.decrypt_verified_range(ciphertext, self._position)
+        plaintext = self._verified.read(self._position, size)
         self._position += len(plaintext)
         return plaintext
 
     def close(self) -> None:
         if not self.closed:
-            release(self._spool)
+            self._objects.done(self._verified)
         super().close()
 
 

@@ -28,7 +28,11 @@ def test_one_input(data: bytes) -> None:
             return
         fields = {}
         for _ in range(fdp.ConsumeIntInRange(0, 12)):
-            name = FIELDS[fdp.ConsumeIntInRange(0, len(FIELDS) - 1)] if fdp.ConsumeBool() else fdp.ConsumeUnicodeNoSurrogates(12)
+            name = (
+                FIELDS[fdp.ConsumeIntInRange(0, len(FIELDS) - 1)]
+                if fdp.ConsumeBool()
+                else fdp.ConsumeUnicodeNoSurrogates(12)
+            )
             fields[name] = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 80))
         instruction = None
         if mode == 2:

@@ -1,7 +1,8 @@
 """The benchmark's own machinery: its turns, its report and its target checks.
 
-A tiny matrix runs for real (worker processes against the session's servers); the
-target checks are fed figures on either side of each threshold.
+A tiny matrix, fsspec comparison and lag measurement run for real (worker processes
+against the session's servers); the target checks are fed figures on either side of
+each threshold.
 """
 
 from __future__ import annotations
@@ -36,14 +37,24 @@ def test_combine_takes_the_median_of_every_turn_and_the_highest_peak(bench_run):
 
 
 def _row(size, impl, op, mib_s, keyring="none", rss=60.0):
-    return {"size": size, "impl": impl, "op": op, "keyring": keyring, "mib_s": mib_s, "objects_s": mib_s, "peak_rss_mib": rss}
+    return {
+        "size": size,
+        "impl": impl,
+        "op": op,
+        "keyring": keyring,
+        "mib_s": mib_s,
+        "objects_s": mib_s,
+        "peak_rss_mib": rss,
+    }
 
 
 @pytest.mark.parametrize("ratio, met", [(0.59, False), (0.61, True)])
 def test_the_authenticated_get_target_is_judged_at_0_6x(bench_run, ratio, met):
     results = [_row("256 MiB", "boto3", "get", 1000.0)]
     results += [_row("256 MiB", "s3cse", "get", 1000.0 * ratio, k) for k in ("aes", "rsa", "kms")]
-    targets = {name: ok for name, _measured, _value, ok in bench_run.check_targets(results, ["256 MiB"])}
+    targets = {
+        name: ok for name, _measured, _value, ok in bench_run.check_targets(results, ["256 MiB"])
+    }
     assert targets["get_object authenticated >= 0.6x boto3, 256 MiB, kms"] is met
     assert targets["get_object delayed auth >= 0.8x boto3, 256 MiB, kms"] is None  # not measured
 
@@ -63,14 +74,22 @@ def test_the_rss_target_is_a_ceiling(bench_run):
 def test_a_tiny_matrix_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
     monkeypatch.setattr(bench_run, "SIZES", {"1 KiB": (1024, 3)})
     monkeypatch.setattr(bench_run, "READ_REPEATS", {"1 KiB": 2})
-    monkeypatch.setattr(bench_run, "CONFIGS", [
-        ("boto3", "none", ("put", "get")),
-        ("s3cse", "aes", ("put", "get", "get_delayed")),
-    ])
+    monkeypatch.setattr(
+        bench_run,
+        "CONFIGS",
+        [
+            ("boto3", "none", ("put", "get")),
+            ("s3cse", "aes", ("put", "get", "get_delayed")),
+        ],
+    )
     bench = bench_run.Bench(servers, tmp_path, repeat=2)
     results = bench_run.run_matrix(bench, ["1 KiB"])
     assert {(r["impl"], r["op"]) for r in results} == {
-        ("boto3", "put"), ("boto3", "get"), ("s3cse", "put"), ("s3cse", "get"), ("s3cse", "get_delayed"),
+        ("boto3", "put"),
+        ("boto3", "get"),
+        ("s3cse", "put"),
+        ("s3cse", "get"),
+        ("s3cse", "get_delayed"),
     }
     for r in results:
         assert "error" not in r, r
@@ -79,7 +98,94 @@ def test_a_tiny_matrix_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch
     targets = bench_run.write_markdown(results, ["1 KiB"], tmp_path / "results.md")
     table = (tmp_path / "results.md").read_text()
     assert "| 1 KiB | get (delayed auth) |" in table and "obj/s" in table
-    assert any(name.startswith("1 KiB get objects/s") and ok is not None for name, _m, _v, ok in targets)
+    assert any(
+        name.startswith("1 KiB get objects/s") and ok is not None for name, _m, _v, ok in targets
+    )
     bench_run.write_chart(results, ["1 KiB"], tmp_path / "results.png")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(results)  # what results.json holds
+
+
+@pytest.mark.parametrize("ratio, met", [(0.89, False), (0.91, True)])
+def test_the_fsspec_targets_are_judged_at_0_9x_s3fs(bench_run, ratio, met):
+    results = []
+    for op in bench_run.FSSPEC_OPS:
+        results += [
+            _row(bench_run.PARQUET, "s3fs", op, 100.0),
+            _row(bench_run.PARQUET, "s3cse", op, 100.0 * ratio, "aes"),
+        ]
+    targets = {name: ok for name, _m, _v, ok in bench_run.check_targets(results, [])}
+    fsspec = {name: ok for name, ok in targets.items() if "s3cse://" in name}
+    assert len(fsspec) == 3 and set(fsspec.values()) == {met}
+
+
+def test_the_lag_targets_are_ceilings_in_ms(bench_run):
+    label = bench_run.lag_label()
+    results = [
+        {
+            "size": label,
+            "impl": "s3cse",
+            "keyring": "kms",
+            "op": "aio_lag_unsigned",
+            "p50_ms": 1.0,
+            "p99_ms": 20.0,
+            "worst_ms": 51.0,
+        },
+        {
+            "size": label,
+            "impl": "s3cse",
+            "keyring": "kms",
+            "op": "aio_lag_signed",
+            "p50_ms": 1.0,
+            "p99_ms": 49.0,
+            "worst_ms": 90.0,
+        },
+    ]
+    targets = {
+        name: (measured, ok) for name, measured, _v, ok in bench_run.check_targets(results, [])
+    }
+    assert targets[f"asyncio loop lag worst < 50 ms, s3cse, unsigned payloads, {label}"] == (
+        "51.00 ms",
+        False,
+    )
+    assert targets[f"asyncio loop lag p99 < 50 ms, s3cse, signed payloads (HTTP), {label}"] == (
+        "49.00 ms",
+        True,
+    )
+
+
+def test_turns_rotate_so_nobody_always_goes_last(bench_run):
+    configs = [("a", "x"), ("b", "x"), ("c", "x")]
+    order = [impl for impl, _ in bench_run.turn_order(configs, 3)]
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_a_tiny_fsspec_comparison_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_run, "PARQUET_ROWS", 5000)
+    monkeypatch.setattr(bench_run, "FSSPEC_READ_REPEATS", 2)
+    results = bench_run.run_fsspec(bench_run.Bench(servers, tmp_path, repeat=1))
+    assert {(r["impl"], r["op"]) for r in results} == {
+        (impl, op) for impl, _ in bench_run.FSSPEC_CONFIGS for op in bench_run.FSSPEC_OPS
+    }
+    for r in results:
+        assert "error" not in r, r
+        assert len(r["seconds"]) == (1 if r["op"] == "to_parquet" else 2) and r["mib_s"] > 0
+    targets = bench_run.write_markdown(results, [], tmp_path / "fsspec.md")
+    assert "| read_parquet, one column |" in (tmp_path / "fsspec.md").read_text()
+    assert len(targets) == 3 and all(ok is not None for _n, _m, _v, ok in targets)
+    json.dumps(results)
+
+
+def test_a_tiny_lag_measurement_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_run, "LAG_SIZE", 16 * 1024 * 1024)
+    results = bench_run.run_aio_lag(bench_run.Bench(servers, tmp_path, repeat=1))
+    assert {(r["impl"], r["op"]) for r in results} == {
+        (impl, f"aio_lag_{p}") for impl, p in bench_run.LAG_CONFIGS
+    }
+    for r in results:
+        assert "error" not in r, r
+        assert r["turns"][0]["ticks"] > 0 and 0 <= r["p50_ms"] <= r["p99_ms"] <= r["worst_ms"]
+    targets = bench_run.write_markdown(results, [], tmp_path / "aio_lag.md")
+    assert "| plain aiobotocore, same moves |" in (tmp_path / "aio_lag.md").read_text()
+    assert len(targets) == 2 and all(ok is not None for _n, _m, _v, ok in targets)
+    json.dumps(results)

@@ -201,3 +201,52 @@ def test_no_room_for_the_read_spool_is_a_clear_error(fs, s3, bucket, monkeypatch
     monkeypatch.undo()
     with fs.open(f"{bucket}/roomless.bin", "rb") as f:
         assert f.read() == b"r" * (2 * MiB)
+
+
+def test_opening_an_object_again_reuses_its_verified_spool_until_it_changes(
+    fs, bucket, monkeypatch
+):
+    fs.pipe(f"{bucket}/twice", b"first version " * 1000)
+    s3 = fs._store.s3
+    gets = []
+    real_get = s3.get_object
+
+    def counting_get(**kwargs):
+        gets.append(kwargs["Key"])
+        return real_get(**kwargs)
+
+    monkeypatch.setattr(s3, "get_object", counting_get)
+    for _ in range(3):  # pyarrow opens a file twice: footer, then columns
+        with fs.open(f"{bucket}/twice", "rb") as f:
+            assert f.read(5) == b"first"
+    assert gets == ["twice"]
+    s3cse.EncryptionClient(s3, keyring=fs.encryption._store.cmm.keyring).put_object(
+        Bucket=bucket, Key="twice", Body=b"second version"
+    )  # written by another client: only the ETag tells
+    with fs.open(f"{bucket}/twice", "rb") as f:
+        assert f.read() == b"second version"
+    assert gets == ["twice", "twice"]
+
+
+def test_a_filesystem_that_keeps_no_spools_downloads_on_every_open(options, bucket, monkeypatch):
+    fs = fsspec.filesystem("s3cse", skip_instance_cache=True, verified_cache_bytes=0, **options)
+    fs.pipe(f"{bucket}/k", b"x" * 100)
+    gets = []
+    real_get = fs._store.s3.get_object
+    monkeypatch.setattr(fs._store.s3, "get_object", lambda **kw: gets.append(kw) or real_get(**kw))
+    for _ in range(2):
+        assert fs.cat(f"{bucket}/k") == b"x" * 100
+    assert len(gets) == 2
+
+
+def test_read_file_seeks_like_an_io_file(fs, bucket):
+    fs.pipe(f"{bucket}/s", b"0123456789")
+    with fs.open(f"{bucket}/s", "rb") as f:
+        assert f.seek(-3, io.SEEK_END) == 7 and f.read() == b"789"
+        with pytest.raises(ValueError, match="negative seek"):
+            f.seek(-1)
+        with pytest.raises(ValueError, match="whence"):
+            f.seek(0, 7)
+        assert f.seek(20) == 20 and f.read() == b""
+    with pytest.raises(ValueError):
+        f.read()

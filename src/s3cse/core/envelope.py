@@ -379,12 +379,14 @@ class ObjectDecryptor:
         *after* this decryptor verified the whole object (``finalize`` succeeded): the
         bytes must be the ones verified (e.g. a local copy), which the caller guarantees."""
         if not self.verified or self._make_range is None:
-            raise ConfigurationError(
+            raise CipherStateError(
                 "random access needs an AES-GCM object whose tag this decryptor verified first"
             )
         skip = offset % 16
         cipher = self._make_range(offset // 16, skip, len(ciphertext))
-        return cipher.update(bytes(skip) + bytes(ciphertext))[: len(ciphertext)]
+        if skip:
+            cipher.update(bytes(skip))  # the part of the first block before ``offset``
+        return cipher.update(ciphertext)
 
     def fresh(self) -> ObjectDecryptor:
         """Another decryptor for the same content from its first byte, without a second
