@@ -39,6 +39,7 @@ from .errors import (
     DataKeyUnwrapError,
     DuplicateMetadataError,
     EncryptionContextMismatchError,
+    InstructionFileWriteError,
     IntegrityError,
     InvalidKeyError,
     KeyringError,
@@ -56,6 +57,7 @@ from .errors import (
     SpoolSpaceError,
     UnexpectedResponseError,
     UnsafeOperationError,
+    WriteConflictError,
 )
 
 __version__ = "0.1.0"
@@ -81,6 +83,7 @@ __all__ = [
     "EncryptionContextMismatchError",
     "EncryptionMaterials",
     "FormatVersion",
+    "InstructionFileWriteError",
     "IntegrityError",
     "InvalidKeyError",
     "Keyring",
@@ -106,6 +109,7 @@ __all__ = [
     "SpoolSpaceError",
     "UnexpectedResponseError",
     "UnsafeOperationError",
+    "WriteConflictError",
     "WrapAlgorithm",
     "__version__",
     "begin_decryption",

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import _s3args
 from .core import metadata as md
@@ -26,12 +26,17 @@ from .core.envelope import (
     begin_encryption,
 )
 from .core.materials import CryptoMaterialsManager
-from .errors import ConfigurationError, MalformedMetadataError, located
+from .errors import (
+    ConfigurationError,
+    InstructionFileWriteError,
+    MalformedMetadataError,
+    located,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["ObjectStore", "PreparedUpload", "read_content_metadata"]
+__all__ = ["ObjectStore", "PreparedUpload", "load_instruction_file", "read_content_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +55,10 @@ class PreparedUpload:
     instruction: dict[str, str] | None
 
 
-def _load_instruction_file(
+def load_instruction_file(
     s3: S3Client, bucket: str, key: str, suffix: str, args: Mapping[str, Any]
-) -> dict[str, str] | None:
+) -> tuple[dict[str, str], str] | None:
+    """The instruction file of ``key``, decoded, and its ETag; None when there is none."""
     try:
         response = s3.get_object(
             Bucket=bucket, Key=f"{key}{suffix}", **_s3args.forward("instruction_get", args)
@@ -62,7 +68,8 @@ def _load_instruction_file(
             return None
         raise
     with contextlib.closing(response["Body"]):
-        return md.decode_instruction_file(response["Body"].read(_INSTRUCTION_FILE_LIMIT + 1))
+        fields = md.decode_instruction_file(response["Body"].read(_INSTRUCTION_FILE_LIMIT + 1))
+    return fields, str(response.get("ETag") or "")
 
 
 def read_content_metadata(
@@ -78,12 +85,13 @@ def read_content_metadata(
     with located(bucket, key):
         instruction = None
         if md.needs_instruction_file(metadata):
-            instruction = _load_instruction_file(s3, bucket, key, suffix, args or {})
-            if instruction is None and md.has_crypto_metadata(metadata):
+            loaded = load_instruction_file(s3, bucket, key, suffix, args or {})
+            if loaded is None and md.has_crypto_metadata(metadata):
                 raise MalformedMetadataError(
                     f"the object's metadata points to an instruction file, but {key}{suffix} "
                     "does not exist"
                 )
+            instruction = loaded[0] if loaded is not None else None
         return md.parse_metadata(metadata, instruction)
 
 
@@ -149,8 +157,10 @@ class ObjectStore:
         fields: Mapping[str, str],
         put_args: Mapping[str, Any],
         suffix: str = md.INSTRUCTION_FILE_SUFFIX,
+        condition: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write ``<key><suffix>``: the instruction file of object ``key``."""
+        """Write ``<key><suffix>``: the instruction file of object ``key``; ``condition``
+        (``{"IfMatch": etag}`` or ``{"IfNoneMatch": "*"}``) makes the write conditional."""
         self.s3.put_object(
             Bucket=bucket,
             Key=f"{key}{suffix}",
@@ -158,7 +168,41 @@ class ObjectStore:
             Metadata=dict(md.INSTRUCTION_FILE_MARKER),
             ContentType="application/json",
             **_s3args.forward("instruction_put", put_args),
+            **(condition or {}),
         )
+
+    def complete_with_instruction_file(
+        self, bucket: str, key: str, fields: Mapping[str, str], put_args: Mapping[str, Any]
+    ) -> None:
+        """Write the instruction file of an object just stored; a failure is an
+        :class:`InstructionFileWriteError` that names the object and can write it again.
+
+        Why the object goes first: written the other way round, a failed (or never sent)
+        object PUT after a successful instruction-file PUT would leave the *previous*
+        object of that name beside an instruction file that holds another data key, and
+        that object, which the caller never meant to touch, would be unreadable for good.
+        Object first, a failure leaves the new object unreadable until its instruction file
+        is written, with everything needed to write it in the error (or in the caller's
+        hands, to repeat the call). A process that dies between the two writes loses the
+        new object's key: its plaintext is still with the caller.
+        """
+
+        def write() -> None:
+            self.put_instruction_file(bucket, key, fields, put_args)
+
+        try:
+            write()
+        except (ClientError, BotoCoreError) as exc:
+            raise InstructionFileWriteError(
+                f"the object was stored, but its instruction file "
+                f"{key}{md.INSTRUCTION_FILE_SUFFIX}, which holds its wrapped data key, could "
+                f"not be written ({exc}); the object is unreadable until it is: call "
+                "write_instruction_file() on this error, or repeat the upload",
+                write=write,
+                cause=exc,
+                bucket=bucket,
+                key=key,
+            ) from exc
 
     def delete_instruction_file(self, bucket: str, key: str, args: Mapping[str, Any]) -> None:
         self.s3.delete_object(

@@ -1,28 +1,51 @@
 """Key rotation of stored objects: the data key re-wrapped under a new master key, the
-content untouched (a new instruction file, or the metadata rewritten in place)."""
+content untouched (a new instruction file, or the metadata rewritten in place).
+
+Every write is conditional on what was read, so a rotation racing the application
+never overwrites the application's newer object: the instruction file is replaced with
+``IfMatch`` on the ETag of the one read (``IfNoneMatch: *`` for a new name), metadata is
+rewritten with ``CopySourceIfMatch`` on the object's ETag. A lost race is a
+:class:`WriteConflictError`. On a store that ignores those conditions (rclone's
+``serve s3`` does) the window between the read and the write stays open.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import contextvars
 import dataclasses
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from . import _s3args
-from ._objects import ObjectStore
+from ._download import read_chunks
+from ._objects import ObjectStore, load_instruction_file
 from .core import metadata as md
 from .core.envelope import MaterialsSource, can_unwrap, rewrap
-from .errors import NotEncryptedError, S3CSEError, located
+from .errors import (
+    IntegrityError,
+    NotEncryptedError,
+    S3CSEError,
+    WriteConflictError,
+    located,
+)
 
 __all__ = ["ReencryptSummary", "reencrypt", "reencrypt_prefix"]
 
 log = logging.getLogger(__name__)
 
+#: CopyObject copies at most 5 GiB on AWS; larger objects are copied part by part.
+COPY_OBJECT_LIMIT = 5 * 1024**3
+_COPY_PART = 512 * 1024**2
+_MAX_PARTS = 10_000
+
+#: What HEAD returns about an object and CopyObject must be told again on a REPLACE.
 _KEPT_ON_REWRITE = (
     "ContentType",
     "CacheControl",
@@ -31,23 +54,113 @@ _KEPT_ON_REWRITE = (
     "ContentLanguage",
     "Expires",
     "WebsiteRedirectLocation",
+    "StorageClass",
+    "ObjectLockMode",
+    "ObjectLockRetainUntilDate",
+    "ObjectLockLegalHoldStatus",
 )
+_CHECKSUM_ALGORITHMS = {
+    "ChecksumCRC32": "CRC32",
+    "ChecksumCRC32C": "CRC32C",
+    "ChecksumCRC64NVME": "CRC64NVME",
+    "ChecksumSHA1": "SHA1",
+    "ChecksumSHA256": "SHA256",
+}
+#: Caller arguments every request of a rotation carries.
+_ACCESS = ("ExpectedBucketOwner", "RequestPayer")
 
 
 @dataclasses.dataclass
 class ReencryptSummary:
-    """What :meth:`EncryptionClient.reencrypt_prefix` did."""
+    """What :meth:`EncryptionClient.reencrypt_prefix` did: every listed key is in exactly
+    one of the lists (``verified`` says which of them had their content authenticated)."""
 
     done: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
     not_encrypted: list[str] = dataclasses.field(default_factory=list)
+    instruction_files: list[str] = dataclasses.field(default_factory=list)
+    conflicts: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    verified: list[str] = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{len(self.done)} re-encrypted, {len(self.skipped)} already under the new key, "
-            f"{len(self.not_encrypted)} not encrypted, {len(self.failed)} failed"
+            f"{len(self.not_encrypted)} not encrypted, {len(self.instruction_files)} "
+            f"instruction files, {len(self.conflicts)} changed meanwhile (not touched), "
+            f"{len(self.failed)} failed"
         )
+        if self.verified:
+            text += f"; {len(self.verified)} authenticated first"
+        return text
+
+
+def _is_instruction_file(
+    store: ObjectStore, bucket: str, key: str, metadata: Mapping[str, str], access: dict[str, Any]
+) -> bool:
+    """Whether ``key`` is the instruction file of an object beside it. Neither the name
+    nor the marker alone is trusted (a bucket writer could hide objects from a rotation
+    with them): the name must end in the suffix, the object it names must exist, and
+    the key itself must carry no crypto metadata."""
+    if not key.endswith(md.INSTRUCTION_FILE_SUFFIX) or md.has_crypto_metadata(metadata):
+        return False
+    try:
+        store.s3.head_object(Bucket=bucket, Key=key[: -len(md.INSTRUCTION_FILE_SUFFIX)], **access)
+    except ClientError as exc:
+        if _s3args.is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+def _authenticate(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    content: md.ContentMetadata,
+    etag: str,
+    context: Mapping[str, str] | None,
+    extra: Mapping[str, Any],
+) -> None:
+    """Read the whole object and check its tag (no plaintext is kept)."""
+    decryptor = store.begin_decryptor(bucket, key, content, context)
+    if not decryptor.authenticated:
+        raise IntegrityError(
+            f"the object is {content.suite.name}, which has no tag: its content cannot be verified"
+        ).at(bucket, key)
+    response = store.s3.get_object(
+        Bucket=bucket, Key=key, IfMatch=etag, **_s3args.forward("ranged_get", extra)
+    )
+    scratch = bytearray(1024 * 1024 + 64)
+    with contextlib.closing(response["Body"]) as body, located(bucket, key):
+        for chunk in read_chunks(body):
+            if len(chunk) + 31 > len(scratch):
+                scratch = bytearray(len(chunk) + 64)
+            decryptor.update_into(chunk, scratch)
+        decryptor.finalize()
+
+
+def _conflict_on_412(bucket: str, key: str, what: str) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (
+                409,
+                412,
+            ):
+                raise WriteConflictError(
+                    f"{what} changed while it was being re-encrypted; nothing was overwritten "
+                    "(read it again and retry)",
+                    bucket=bucket,
+                    key=key,
+                ) from None
+            raise
+
+    return guard()
 
 
 def reencrypt(
@@ -60,23 +173,31 @@ def reencrypt(
     encryption_context: Mapping[str, str] | None = None,
     new_encryption_context: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    verify: bool = False,
 ) -> str:
     """Re-wrap one object's data key under ``new_keyring``; see
     :meth:`EncryptionClient.reencrypt`. Returns ``"rotated"``, ``"skipped"`` or
-    ``"instruction-file"`` (the key names an instruction file, left alone)."""
+    ``"instruction-file"`` (the key is the instruction file of an object beside it)."""
     extra = dict(extra or {})
-    head = store.s3.head_object(
-        Bucket=bucket, Key=key, **{k: extra[k] for k in _s3args.SSE_C_ARGS if k in extra}
+    access = {k: extra[k] for k in _ACCESS if k in extra}
+    head: dict[str, Any] = dict(
+        store.s3.head_object(
+            Bucket=bucket, Key=key, ChecksumMode="ENABLED", **_s3args.forward("head", extra)
+        )
     )
+    etag = str(head.get("ETag") or "")
     metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-    if "x-amz-crypto-instr-file" in metadata or (
-        # Some stores (SeaweedFS) drop the empty marker value; the name and the
-        # absence of crypto metadata still tell an instruction file.
-        key.endswith(md.INSTRUCTION_FILE_SUFFIX) and not md.has_crypto_metadata(metadata)
-    ):
+    if _is_instruction_file(store, bucket, key, metadata, access):
         return "instruction-file"
     with located(bucket, key):
-        content = store.content_metadata(bucket, key, metadata, extra)
+        instruction = None
+        if md.needs_instruction_file(metadata):
+            instruction = load_instruction_file(
+                store.s3, bucket, key, store.instruction_file_suffix, extra
+            )
+        content = md.parse_metadata(metadata, instruction[0] if instruction else None)
+        if verify:
+            _authenticate(store, bucket, key, content, etag, encryption_context, extra)
         new_file = instruction_file_suffix not in (None, md.INSTRUCTION_FILE_SUFFIX)
         if not new_file and can_unwrap(
             new_keyring, content, store.config, encryption_context=new_encryption_context
@@ -99,39 +220,135 @@ def reencrypt(
     )
     if result.instruction_file is not None:
         suffix = instruction_file_suffix or md.INSTRUCTION_FILE_SUFFIX
-        store.put_instruction_file(bucket, key, result.instruction_file, {}, suffix)
+        if suffix == md.INSTRUCTION_FILE_SUFFIX and instruction is not None:
+            condition = {"IfMatch": instruction[1]}
+        else:
+            condition = {"IfNoneMatch": "*"}
+        with _conflict_on_412(bucket, key, "the object or its instruction file"):
+            # The object must still be the one whose key was re-wrapped ...
+            store.s3.head_object(Bucket=bucket, Key=key, IfMatch=etag, **access)
+            # ... and its instruction file the one read.
+            store.put_instruction_file(
+                bucket, key, result.instruction_file, extra, suffix, condition=condition
+            )
         return "rotated"
     user = {k: v for k, v in metadata.items() if k not in md.crypto_metadata_keys()}
-    copy_args: dict[str, Any] = {
-        "Bucket": bucket,
-        "Key": key,
-        "CopySource": {"Bucket": bucket, "Key": key},
-        "MetadataDirective": "REPLACE",
-        "Metadata": {**user, **result.metadata},
-        "CopySourceIfMatch": head["ETag"],
-    }
-    for name in _KEPT_ON_REWRITE:
-        if head.get(name):
-            copy_args[name] = head[name]  # type: ignore[literal-required]
-    if head.get("ServerSideEncryption") and not head.get("SSECustomerAlgorithm"):
-        copy_args["ServerSideEncryption"] = head["ServerSideEncryption"]
-        if head.get("SSEKMSKeyId"):
-            copy_args["SSEKMSKeyId"] = head["SSEKMSKeyId"]
-        if head.get("BucketKeyEnabled"):
-            copy_args["BucketKeyEnabled"] = True
-    if head.get("StorageClass"):
-        copy_args["StorageClass"] = head["StorageClass"]
-    for name in _s3args.SSE_C_ARGS:
-        if name in extra:
-            copy_args[name] = extra[name]
-            copy_args[f"CopySource{name}"] = extra[name]
-    store.s3.copy_object(**copy_args)
+    with _conflict_on_412(bucket, key, "the object"):
+        _rewrite_metadata(store, bucket, key, head, {**user, **result.metadata}, extra)
     return "rotated"
 
 
-def _list_keys(store: ObjectStore, bucket: str, prefix: str) -> Iterable[str]:
+def _rewrite_arguments(head: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """What a rewrite of the object in place must say again to keep every attribute S3
+    does not carry over by itself. Not kept: the ACL (S3 never copies it; set it again
+    with PutObjectAcl) and a custom SSE-KMS encryption context, which HEAD does not
+    return (pass ``SSEKMSEncryptionContext`` to keep it)."""
+    args: dict[str, Any] = {name: head[name] for name in _KEPT_ON_REWRITE if head.get(name)}
+    if head.get("ServerSideEncryption") and not head.get("SSECustomerAlgorithm"):
+        args["ServerSideEncryption"] = head["ServerSideEncryption"]
+        if head.get("SSEKMSKeyId"):
+            args["SSEKMSKeyId"] = head["SSEKMSKeyId"]
+        if head.get("BucketKeyEnabled"):
+            args["BucketKeyEnabled"] = True
+        if extra.get("SSEKMSEncryptionContext"):
+            args["SSEKMSEncryptionContext"] = extra["SSEKMSEncryptionContext"]
+    for name, algorithm in _CHECKSUM_ALGORITHMS.items():
+        if head.get(name):
+            args["ChecksumAlgorithm"] = algorithm
+            break
+    for name in _s3args.SSE_C_ARGS:
+        if name in extra:
+            args[name] = extra[name]
+    for name in _ACCESS:
+        if name in extra:
+            args[name] = extra[name]
+    return args
+
+
+def _rewrite_metadata(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    head: Mapping[str, Any],
+    metadata: Mapping[str, str],
+    extra: Mapping[str, Any],
+) -> None:
+    """Replace the object's metadata in place, the ciphertext copied byte for byte, on
+    the condition that it is still the object HEAD saw."""
+    args = _rewrite_arguments(head, extra)
+    source_sse_c = {
+        f"CopySource{name}": extra[name] for name in _s3args.SSE_C_ARGS if name in extra
+    }
+    if "ExpectedBucketOwner" in extra:
+        source_sse_c["ExpectedSourceBucketOwner"] = extra["ExpectedBucketOwner"]
+    size = int(head["ContentLength"])
+    if size <= COPY_OBJECT_LIMIT:
+        store.s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": key},
+            CopySourceIfMatch=head["ETag"],
+            MetadataDirective="REPLACE",
+            TaggingDirective="COPY",
+            Metadata=dict(metadata),
+            **args,
+            **source_sse_c,
+        )
+        return
+    # Over CopyObject's limit: the same bytes through UploadPartCopy, each part pinned to
+    # the ETag. CreateMultipartUpload takes no TaggingDirective: the tags are read first.
+    tags = store.s3.get_object_tagging(
+        Bucket=bucket, Key=key, **{k: extra[k] for k in _ACCESS if k in extra}
+    ).get("TagSet", [])
+    if tags:
+        args["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
+    upload_id = store.s3.create_multipart_upload(
+        Bucket=bucket, Key=key, Metadata=dict(metadata), **args
+    )["UploadId"]
+    part_args = _s3args.forward("upload_part", args)
+    part_args.pop("ChecksumAlgorithm", None)
+    try:
+        part = max(_COPY_PART, -(-size // _MAX_PARTS))
+        parts: list[Any] = []
+        for number, first in enumerate(range(0, size, part), start=1):
+            last = min(first + part, size) - 1
+            response = store.s3.upload_part_copy(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": bucket, "Key": key},
+                CopySourceIfMatch=head["ETag"],
+                CopySourceRange=f"bytes={first}-{last}",
+                **part_args,
+                **source_sse_c,
+            )
+            parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+        store.s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            IfMatch=head["ETag"],  # still the object whose key was re-wrapped
+            **_s3args.forward("complete_multipart_upload", args),
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.s3.abort_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                **_s3args.forward("abort_multipart_upload", args),
+            )
+        raise
+
+
+def _list_keys(
+    store: ObjectStore, bucket: str, prefix: str, extra: Mapping[str, Any]
+) -> Iterable[str]:
     paginator = store.s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    access = {k: extra[k] for k in _ACCESS if k in extra}
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **access):
         for item in page.get("Contents", []):
             yield item["Key"]
 
@@ -147,13 +364,16 @@ def reencrypt_prefix(
     encryption_context: Mapping[str, str] | None = None,
     new_encryption_context: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    verify: bool = False,
 ) -> ReencryptSummary:
     """Rotate every object under ``prefix`` concurrently; see
-    :meth:`EncryptionClient.reencrypt_prefix`."""
+    :meth:`EncryptionClient.reencrypt_prefix`. No one object's failure stops the run,
+    whatever it raises: it is reported in the summary with the others."""
     summary = ReencryptSummary()
     lock = threading.Lock()
 
     def one(key: str) -> None:
+        where: list[Any]
         try:
             status = reencrypt(
                 store,
@@ -163,27 +383,34 @@ def reencrypt_prefix(
                 encryption_context=encryption_context,
                 new_encryption_context=new_encryption_context,
                 extra=extra,
+                verify=verify,
             )
         except NotEncryptedError:
-            status = "not-encrypted"
-            with lock:
-                summary.not_encrypted.append(key)
-        except (S3CSEError, ClientError) as exc:
-            status = "failed"
-            with lock:
-                summary.failed.append((key, str(exc)))
+            status, where, detail = "not-encrypted", summary.not_encrypted, None
+        except WriteConflictError as exc:
+            status, where, detail = "conflict", summary.conflicts, exc.message
+        except S3CSEError as exc:
+            status, where, detail = "failed", summary.failed, exc.message
+        except Exception as exc:  # a connection error, a bug: this object, not the run
+            status, where, detail = "failed", summary.failed, f"{type(exc).__name__}: {exc}"
         else:
-            with lock:
-                if status == "rotated":
-                    summary.done.append(key)
-                elif status == "skipped":
-                    summary.skipped.append(key)
-        if progress is not None and status != "instruction-file":
+            where = {
+                "rotated": summary.done,
+                "skipped": summary.skipped,
+                "instruction-file": summary.instruction_files,
+            }[status]
+            detail = None
+        with lock:
+            entry: Any = key if detail is None else (key, detail)
+            where.append(entry)
+            if verify and status in ("rotated", "skipped"):
+                summary.verified.append(key)
+        if progress is not None:
             progress(key, status)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers) as pool:
         pending: set[concurrent.futures.Future[None]] = set()
-        for key in _list_keys(store, bucket, prefix):
+        for key in _list_keys(store, bucket, prefix, extra or {}):
             if len(pending) >= max_workers * 4:
                 done, pending = concurrent.futures.wait(
                     pending, return_when=concurrent.futures.FIRST_COMPLETED

@@ -262,7 +262,7 @@ def put_object(store: ObjectStore, kwargs: Mapping[str, Any]) -> dict[str, Any]:
                 request["ContentLength"] = size
                 response = s3.put_object(**request)
     if prepared.instruction is not None:
-        store.put_instruction_file(bucket, key, prepared.instruction, request)  # type: ignore[arg-type]
+        store.complete_with_instruction_file(bucket, key, prepared.instruction, request)  # type: ignore[arg-type]
     return dict(response)
 
 
@@ -283,6 +283,8 @@ class MultipartUpload:
         self.request = prepared.request
         self._multipart = prepared.encryptor.multipart()
         self._lock = threading.Lock()
+        #: CompleteMultipartUpload's response, once S3 assembled the object.
+        self.completed: dict[str, Any] | None = None
 
     @classmethod
     def create(
@@ -339,18 +341,21 @@ class MultipartUpload:
                 "the last part (upload_part(..., IsLastPart=True)) was never uploaded, so the "
                 "object would have no authentication tag; upload it or abort the upload"
             ).at(self.bucket, self.key)
-        if args is None:
-            args = {
-                "Bucket": self.bucket,
-                "Key": self.key,
-                "UploadId": self.upload_id,
-                "MultipartUpload": {"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
-                **_s3args.forward("complete_multipart_upload", self.request),
-            }
-        response = dict(self.store.s3.complete_multipart_upload(**args))
+        if self.completed is None:  # a retry after a failed instruction file skips this
+            if args is None:
+                args = {
+                    "Bucket": self.bucket,
+                    "Key": self.key,
+                    "UploadId": self.upload_id,
+                    "MultipartUpload": {"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
+                    **_s3args.forward("complete_multipart_upload", self.request),
+                }
+            self.completed = dict(self.store.s3.complete_multipart_upload(**args))
         if self.instruction is not None:
-            self.store.put_instruction_file(self.bucket, self.key, self.instruction, self.request)
-        return response
+            self.store.complete_with_instruction_file(
+                self.bucket, self.key, self.instruction, self.request
+            )
+        return self.completed
 
     def abort(self) -> dict[str, Any]:
         """Abort the upload, with the caller's access arguments."""

@@ -459,6 +459,7 @@ class EncryptionClient:
         *,
         EncryptionContext: Mapping[str, str] | None = None,
         NewEncryptionContext: Mapping[str, str] | None = None,
+        verify: bool = False,
         **extra: Any,
     ) -> str:
         """Re-wrap the object's data key under ``new_keyring``; the content is untouched.
@@ -466,8 +467,14 @@ class EncryptionClient:
         Instruction-file objects get a new instruction file (``instruction_file_suffix``
         writes it under another name, keeping the old one); metadata objects have their
         metadata rewritten in place with CopyObject. Returns ``"rotated"``, or
-        ``"skipped"`` when ``new_keyring`` already unwraps the data key.
-        ``extra`` takes SSE-C arguments for objects stored with SSE-C.
+        ``"skipped"`` when ``new_keyring`` already unwraps the data key, or
+        ``"instruction-file"`` when ``Key`` is the instruction file of an object beside it.
+        ``verify=True`` first reads the whole object and checks its tag
+        (:class:`IntegrityError` for a damaged one). Writes are conditional on what was
+        read: :class:`WriteConflictError` when another writer changed the object meanwhile.
+        Metadata rewrites keep every attribute S3 reports (see the README); ``extra``
+        takes SSE-C arguments, ``RequestPayer``, ``ExpectedBucketOwner`` and
+        ``SSEKMSEncryptionContext``.
         """
         return _rewrap.reencrypt(
             self._store,
@@ -478,6 +485,7 @@ class EncryptionClient:
             encryption_context=EncryptionContext,
             new_encryption_context=NewEncryptionContext,
             extra=extra,
+            verify=verify,
         )
 
     def reencrypt_prefix(
@@ -490,10 +498,13 @@ class EncryptionClient:
         progress: Callable[[str, str], Any] | None = None,
         EncryptionContext: Mapping[str, str] | None = None,
         NewEncryptionContext: Mapping[str, str] | None = None,
+        verify: bool = False,
         **extra: Any,
     ) -> ReencryptSummary:
         """Rotate every object under ``Prefix``: concurrent, resumable (objects already
-        under the new key are skipped), with ``progress(key, status)`` after each."""
+        under the new key are skipped), with ``progress(key, status)`` after each. Every
+        listed key is accounted for in the summary; one object's failure, whatever it
+        is, is reported there and the run goes on."""
         return _rewrap.reencrypt_prefix(
             self._store,
             Bucket,
@@ -504,6 +515,7 @@ class EncryptionClient:
             encryption_context=EncryptionContext,
             new_encryption_context=NewEncryptionContext,
             extra=extra,
+            verify=verify,
         )
 
     # ------------------------------------------------------------ managed transfers

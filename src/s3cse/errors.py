@@ -10,7 +10,7 @@ never contain key bytes or plaintext.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = [
     "CipherStateError",
@@ -20,6 +20,7 @@ __all__ = [
     "DataKeyUnwrapError",
     "DuplicateMetadataError",
     "EncryptionContextMismatchError",
+    "InstructionFileWriteError",
     "IntegrityError",
     "InvalidKeyError",
     "KeyringError",
@@ -37,6 +38,7 @@ __all__ = [
     "SpoolSpaceError",
     "UnexpectedResponseError",
     "UnsafeOperationError",
+    "WriteConflictError",
     "located",
 ]
 
@@ -144,6 +146,36 @@ class SourceChangedError(S3CSEError):
 class UnexpectedResponseError(S3CSEError):
     """S3 (or the store standing in for it) answered with something that does not fit the
     request: a Content-Range not asked for, a body of another length than announced."""
+
+
+class WriteConflictError(S3CSEError):
+    """Another writer changed the object (or its instruction file) while s3cse was
+    rewriting it; a conditional write refused, so nothing of theirs was overwritten.
+    Read the object again and retry."""
+
+
+class InstructionFileWriteError(S3CSEError):
+    """The object was stored but its instruction file, which holds its wrapped data key,
+    could not be written: the object is unreadable until it is.
+
+    :meth:`write_instruction_file` writes it (the same call again also works, with a
+    body that can be read again); ``cause`` is the error of the failed write."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        write: Callable[[], None],
+        cause: BaseException,
+        **kwargs: str | None,
+    ):
+        super().__init__(message, **kwargs)
+        self._write = write
+        self.cause = cause
+
+    def write_instruction_file(self) -> None:
+        """Write the instruction file now (raises the store's error if it fails again)."""
+        self._write()
 
 
 class CipherStateError(S3CSEError):

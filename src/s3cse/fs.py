@@ -478,7 +478,7 @@ class _EncryptingWriteFile(io.RawIOBase):
                 self._send(memoryview(self._buffer), last=True)
                 self._upload.complete(self._parts)
         except BaseException:
-            if self._upload is not None:
+            if self._upload is not None and self._upload.completed is None:
                 self._upload.abort()
             raise
         finally:

@@ -178,11 +178,12 @@ def _multipart_upload(
                 future.result()
         upload.complete(done_parts)
     except BaseException:
-        log.warning(
-            "multipart upload of s3://%s/%s failed; aborting %s", bucket, key, upload.upload_id
-        )
-        with contextlib.suppress(Exception):
-            upload.abort()
+        if upload.completed is None:  # else the object exists; only its instruction file failed
+            log.warning(
+                "multipart upload of s3://%s/%s failed; aborting %s", bucket, key, upload.upload_id
+            )
+            with contextlib.suppress(Exception):
+                upload.abort()
         raise
 
 

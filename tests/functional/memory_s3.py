@@ -64,6 +64,8 @@ _OPERATIONS = {
     "delete_objects": "DeleteObjects",
     "copy_object": "CopyObject",
     "list_objects_v2": "ListObjectsV2",
+    "upload_part_copy": "UploadPartCopy",
+    "get_object_tagging": "GetObjectTagging",
 }
 
 # Headers S3 keeps with an object and returns on HEAD and GET.
@@ -77,10 +79,22 @@ _STORED_HEADERS = (
     "ServerSideEncryption",
     "SSEKMSKeyId",
     "BucketKeyEnabled",
+    "ObjectLockMode",
+    "ObjectLockRetainUntilDate",
+    "ObjectLockLegalHoldStatus",
+    "ChecksumAlgorithm",
 )
 # S3 does not carry these over in a copy: the copy gets the bucket's default encryption
-# unless the CopyObject request names one.
-_SSE_HEADERS = ("ServerSideEncryption", "SSEKMSKeyId", "BucketKeyEnabled")
+# (and no object lock, and CRC64NVME checksums) unless the CopyObject request names them.
+_SSE_HEADERS = (
+    "ServerSideEncryption",
+    "SSEKMSKeyId",
+    "BucketKeyEnabled",
+    "ObjectLockMode",
+    "ObjectLockRetainUntilDate",
+    "ObjectLockLegalHoldStatus",
+    "ChecksumAlgorithm",
+)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -374,7 +388,7 @@ class MemoryS3:
             "VersionId": obj.version_id,
             "AcceptRanges": "bytes",
             "StorageClass": obj.storage_class,
-            **obj.headers,
+            **{k: v for k, v in obj.headers.items() if k != "ChecksumAlgorithm"},
         }
         if obj.sse_customer_key is not None:
             fields["SSECustomerAlgorithm"] = "AES256"
@@ -405,7 +419,44 @@ class MemoryS3:
             obj = self._find("HeadObject", params)
         self._check_sse_c("HeadObject", obj.sse_customer_key, params.get("SSECustomerKey"))
         self._check_conditions("HeadObject", obj.etag, params)
-        return self._response(ContentLength=len(obj.data), **self._object_fields(obj))
+        fields = self._object_fields(obj)
+        algorithm = obj.headers.get("ChecksumAlgorithm")
+        if algorithm and params.get("ChecksumMode") == "ENABLED":
+            fields[f"Checksum{algorithm}"] = _checksums(obj.data).get(f"Checksum{algorithm}", "")
+        return self._response(ContentLength=len(obj.data), **fields)
+
+    def get_object_tagging(self, **kwargs: Any) -> dict[str, Any]:
+        params = self._begin("get_object_tagging", kwargs)
+        with self._lock:
+            obj = self._find("GetObjectTagging", params)
+        pairs = urllib.parse.parse_qsl(obj.tagging or "")
+        return self._response(TagSet=[{"Key": k, "Value": v} for k, v in pairs])
+
+    def upload_part_copy(self, **kwargs: Any) -> dict[str, Any]:
+        params = self._begin("upload_part_copy", kwargs)
+        src_bucket, src_key, src_version = _copy_source(params["CopySource"])
+        with self._lock:
+            source = self._find(
+                "UploadPartCopy",
+                {
+                    "Bucket": src_bucket,
+                    "Key": src_key,
+                    **({"VersionId": src_version} if src_version else {}),
+                },
+            )
+            self._check_sse_c(
+                "UploadPartCopy", source.sse_customer_key, params.get("CopySourceSSECustomerKey")
+            )
+            if "CopySourceIfMatch" in params and params["CopySourceIfMatch"] != source.etag:
+                raise client_error("UploadPartCopy", "PreconditionFailed", 412)
+            data = source.data
+            match = _RANGE.match(params.get("CopySourceRange", ""))
+            if match:
+                data = data[int(match.group(1)) : int(match.group(2)) + 1]
+            upload = self._upload("UploadPartCopy", params)
+            etag = f'"{_md5(data).hex()}"'
+            upload.parts[int(params["PartNumber"])] = (data, etag, {})
+        return self._response(CopyPartResult={"ETag": etag, "LastModified": source.last_modified})
 
     def get_object(self, **kwargs: Any) -> dict[str, Any]:
         params = self._begin("get_object", kwargs)
@@ -503,6 +554,10 @@ class MemoryS3:
                     new[name] = params[name]
                 elif not replace and name in source.headers and name not in _SSE_HEADERS:
                     new[name] = source.headers[name]
+            if params.get("TaggingDirective") == "REPLACE":
+                new["Tagging"] = params.get("Tagging")
+            else:
+                new["Tagging"] = source.tagging
             obj = self._store(
                 params["Bucket"],
                 params["Key"],
@@ -578,6 +633,10 @@ class MemoryS3:
         listed = params.get("MultipartUpload", {}).get("Parts", [])
         with self._lock:
             upload = self._upload("CompleteMultipartUpload", params)
+            current = self.objects.get((upload.bucket, upload.key))
+            self._check_conditions(
+                "CompleteMultipartUpload", current.etag if current else None, params
+            )
             numbers = [p["PartNumber"] for p in listed]
             if not listed or numbers != sorted(set(numbers)):
                 raise client_error("CompleteMultipartUpload", "InvalidPartOrder", 400)

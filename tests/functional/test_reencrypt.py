@@ -120,6 +120,7 @@ def test_reencrypt_prefix_reports_done_skipped_not_encrypted_and_failed(
 
     assert sorted(summary.done) == ["p/a", "p/e"]
     assert summary.skipped == ["p/b"]
+    assert summary.instruction_files == ["p/e.instruction"]
     assert summary.not_encrypted == ["p/c"]
     assert [key for key, _ in summary.failed] == ["p/d"]
     assert "AccessDenied" in summary.failed[0][1]
@@ -129,8 +130,12 @@ def test_reencrypt_prefix_reports_done_skipped_not_encrypted_and_failed(
         ("p/c", "not-encrypted"),
         ("p/d", "failed"),
         ("p/e", "rotated"),
+        ("p/e.instruction", "instruction-file"),  # every listed key is accounted for
     ]
-    assert str(summary) == "2 re-encrypted, 1 already under the new key, 1 not encrypted, 1 failed"
+    assert str(summary) == (
+        "2 re-encrypted, 1 already under the new key, 1 not encrypted, 1 instruction files, "
+        "0 changed meanwhile (not touched), 1 failed"
+    )
     assert _read_with(memory, keyring(), "q/outside") == PLAINTEXT
 
     again = client.reencrypt_prefix(BUCKET, "p/", new)  # resumable: only p/d is left
@@ -157,3 +162,207 @@ def test_reencrypt_prefix_lists_every_page(
 
     assert sorted(summary.not_encrypted) == [f"p/{i}" for i in range(5)]
     assert len(memory.calls_to("ListObjectsV2")) == 3
+
+
+# ---------------------------------------------------------------- every attribute kept
+
+_ATTRIBUTES = {
+    "Metadata": {"owner": "ana", "dept": "cardiology"},
+    "ContentType": "text/csv",
+    "ContentEncoding": "gzip",
+    "ContentDisposition": 'attachment; filename="r.csv"',
+    "ContentLanguage": "nl",
+    "CacheControl": "max-age=60",
+    "Expires": __import__("datetime").datetime(
+        2030, 1, 2, tzinfo=__import__("datetime").timezone.utc
+    ),
+    "WebsiteRedirectLocation": "/elsewhere",
+    "StorageClass": "STANDARD_IA",
+    "Tagging": "project=apollo&tier=gold",
+    "ObjectLockMode": "GOVERNANCE",
+    "ObjectLockRetainUntilDate": __import__("datetime").datetime(
+        2031, 1, 1, tzinfo=__import__("datetime").timezone.utc
+    ),
+    "ObjectLockLegalHoldStatus": "ON",
+    "ChecksumAlgorithm": "SHA256",
+}
+
+
+def _stored_attributes(memory: MemoryS3, key: str = KEY) -> dict[str, object]:
+    obj = memory.objects[(BUCKET, key)]
+    return {
+        "user metadata": {k: v for k, v in obj.metadata.items() if not k.startswith("x-amz-")},
+        "ContentType": obj.content_type,
+        "StorageClass": obj.storage_class,
+        "Tagging": obj.tagging,
+        **obj.headers,
+    }
+
+
+@pytest.mark.parametrize("sse", ["s3", "kms", "sse-c"])
+@pytest.mark.parametrize("multipart_copy", [False, True], ids=["copy_object", "upload_part_copy"])
+def test_a_metadata_rewrite_keeps_every_attribute_of_the_object(
+    memory: MemoryS3, client: s3cse.EncryptionClient, monkeypatch, sse, multipart_copy
+) -> None:
+    from s3cse import _rewrap
+
+    if multipart_copy:  # as if the object were over CopyObject's 5 GiB
+        monkeypatch.setattr(_rewrap, "COPY_OBJECT_LIMIT", 1024)
+        monkeypatch.setattr(_rewrap, "_COPY_PART", 5 * 1024 * 1024)
+    encryption = {
+        "s3": {"ServerSideEncryption": "AES256"},
+        "kms": {**SSE_KMS, "BucketKeyEnabled": True},
+        "sse-c": SSE_C,
+    }[sse]
+    body = plaintext_of(11 * 1024 * 1024 if multipart_copy else 2500)
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=body, **_ATTRIBUTES, **encryption)
+    before = _stored_attributes(memory)
+    extra = dict(SSE_C) if sse == "sse-c" else {}
+
+    assert client.reencrypt(BUCKET, KEY, other_keyring(), **extra) == "rotated"
+
+    assert _stored_attributes(memory) == before
+    for name in ("ObjectLockMode", "ChecksumAlgorithm", "Expires", "ContentLanguage"):
+        assert name in before, name  # the stand-in kept them, so the comparison means something
+    operations = memory.operations()
+    if multipart_copy:
+        assert "UploadPartCopy" in operations and "CopyObject" not in operations
+        parts = memory.calls_to("UploadPartCopy")
+        assert len(parts) == 3 and all(p["CopySourceIfMatch"] for p in parts)
+        assert memory.calls_to("CompleteMultipartUpload")[0]["IfMatch"]
+    else:
+        assert memory.calls_to("CopyObject")[0]["TaggingDirective"] == "COPY"
+    assert _read_with(memory, other_keyring(), **extra) == body
+
+
+def test_a_failed_part_copy_aborts_the_multipart_rewrite_and_keeps_the_object(
+    memory: MemoryS3, client: s3cse.EncryptionClient, monkeypatch
+) -> None:
+    from s3cse import _rewrap
+
+    monkeypatch.setattr(_rewrap, "COPY_OBJECT_LIMIT", 1024)
+    monkeypatch.setattr(_rewrap, "_COPY_PART", 5 * 1024 * 1024)
+    body = plaintext_of(11 * 1024 * 1024)
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=body)
+    memory.fail(
+        "UploadPartCopy", code="InternalError", status=500, when=lambda p: p["PartNumber"] == 2
+    )
+    with pytest.raises(Exception, match="InternalError"):
+        client.reencrypt(BUCKET, KEY, other_keyring())
+    assert memory.calls_to("AbortMultipartUpload") and not memory.uploads
+    assert _read_with(memory, keyring()) == body
+
+
+# ---------------------------------------------------------------- races: never overwrite
+
+
+def test_an_instruction_file_rewritten_meanwhile_is_a_conflict_and_is_not_overwritten(
+    memory: MemoryS3, client: s3cse.EncryptionClient, monkeypatch
+) -> None:
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=PLAINTEXT, InstructionFilePut=True)
+    real_get = memory.get_object
+    newer = b"the application's newer object"
+
+    def racing_get(**kwargs):
+        response = real_get(**kwargs)
+        if (
+            kwargs["Key"] == f"{KEY}.instruction"
+        ):  # the application writes between our read and write
+            client.put_object(Bucket=BUCKET, Key=KEY, Body=newer, InstructionFilePut=True)
+        return response
+
+    monkeypatch.setattr(memory, "get_object", racing_get)
+    with pytest.raises(
+        s3cse.WriteConflictError, match=f"s3://{BUCKET}/{KEY}:.*nothing was overwritten"
+    ):
+        client.reencrypt(BUCKET, KEY, other_keyring())
+    monkeypatch.setattr(memory, "get_object", real_get)
+    assert _read_with(memory, keyring()) == newer
+
+
+def test_an_object_overwritten_meanwhile_keeps_the_new_metadata(
+    memory: MemoryS3, client: s3cse.EncryptionClient, monkeypatch
+) -> None:
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=PLAINTEXT)
+    real_head = memory.head_object
+    newer = b"newer"
+
+    def racing_head(**kwargs):
+        response = real_head(**kwargs)
+        if kwargs.get("ChecksumMode"):  # rotation's first read
+            client.put_object(Bucket=BUCKET, Key=KEY, Body=newer)
+        return response
+
+    monkeypatch.setattr(memory, "head_object", racing_head)
+    summary = client.reencrypt_prefix(BUCKET, "", other_keyring())
+    assert [key for key, _ in summary.conflicts] == [KEY] and not summary.done
+    monkeypatch.setattr(memory, "head_object", real_head)
+    assert _read_with(memory, keyring()) == newer
+
+
+# ---------------------------------------------------------------- nothing hidden, nothing stops the run
+
+
+def test_names_and_markers_cannot_hide_objects_from_a_rotation(
+    memory: MemoryS3, client: s3cse.EncryptionClient
+) -> None:
+    # An encrypted object that calls itself an instruction file, and one named like one.
+    client.put_object(Bucket=BUCKET, Key="p/marked", Body=PLAINTEXT)
+    memory.objects[(BUCKET, "p/marked")].metadata["x-amz-crypto-instr-file"] = ""  # planted
+    client.put_object(Bucket=BUCKET, Key="p/named.instruction", Body=PLAINTEXT)
+    memory.store(BUCKET, "p/orphan.instruction", b"{}")  # no object beside it
+    client.put_object(Bucket=BUCKET, Key="p/real", Body=PLAINTEXT, InstructionFilePut=True)
+
+    summary = client.reencrypt_prefix(BUCKET, "p/", other_keyring())
+
+    assert sorted(summary.done) == ["p/marked", "p/named.instruction", "p/real"]
+    assert summary.instruction_files == ["p/real.instruction"]
+    assert summary.not_encrypted == ["p/orphan.instruction"]
+
+
+def test_one_hostile_object_or_a_connection_error_does_not_stop_the_run(
+    memory: MemoryS3, client: s3cse.EncryptionClient, monkeypatch
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    for name in ("p/a", "p/b", "p/c", "p/d"):
+        client.put_object(Bucket=BUCKET, Key=name, Body=PLAINTEXT, InstructionFilePut=name == "p/b")
+    fields = __import__("json").loads(memory.objects[(BUCKET, "p/b.instruction")].data)
+    fields["x-amz-unencrypted-content-length"] = "9" * 5000  # int() would raise ValueError
+    memory.store(BUCKET, "p/b.instruction", __import__("json").dumps(fields).encode())
+    real_head = memory.head_object
+
+    def flaky_head(**kwargs):
+        if kwargs["Key"] == "p/c":
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        return real_head(**kwargs)
+
+    monkeypatch.setattr(memory, "head_object", flaky_head)
+    summary = client.reencrypt_prefix(BUCKET, "p/", other_keyring())
+    assert sorted(summary.done) == ["p/a", "p/d"]
+    failed = dict(summary.failed)
+    assert set(failed) == {"p/b", "p/c"}
+    assert "x-amz-unencrypted-content-length" in failed["p/b"]
+    assert "EndpointConnectionError" in failed["p/c"]
+    assert summary.instruction_files == ["p/b.instruction"]
+
+
+def test_verify_authenticates_the_content_before_rotating_and_refuses_a_tampered_one(
+    memory: MemoryS3, client: s3cse.EncryptionClient
+) -> None:
+    client.put_object(Bucket=BUCKET, Key="p/good", Body=PLAINTEXT)
+    client.put_object(Bucket=BUCKET, Key="p/bad", Body=PLAINTEXT)
+    obj = memory.objects[(BUCKET, "p/bad")]
+    obj.data = obj.data[:-1] + bytes([obj.data[-1] ^ 1])  # one flipped bit in the tag
+
+    unverified = client.reencrypt_prefix(BUCKET, "p/", keyring(), verify=False)
+    assert sorted(unverified.skipped) == ["p/bad", "p/good"] and not unverified.verified
+
+    summary = client.reencrypt_prefix(BUCKET, "p/", other_keyring(), verify=True)
+    assert summary.done == ["p/good"] and summary.verified == ["p/good"]
+    assert [key for key, _ in summary.failed] == ["p/bad"]
+    assert (
+        "authentication" in dict(summary.failed)["p/bad"] or "tag" in dict(summary.failed)["p/bad"]
+    )
+    with pytest.raises(s3cse.S3CSEError):  # the tampered object kept its old key
+        _read_with(memory, other_keyring(), key="p/bad")

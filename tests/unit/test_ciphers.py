@@ -183,7 +183,7 @@ def test_random_access_only_after_verification(aes_keyring):
     data = bytes(range(256)) * 10
     obj = s3cse.encrypt(data, aes_keyring)
     dec = s3cse.begin_decryption(aes_keyring, obj.metadata)
-    with pytest.raises(s3cse.ConfigurationError, match="verified first"):
+    with pytest.raises(s3cse.CipherStateError, match="verified first"):
         dec.decrypt_verified_range(obj.ciphertext[:16], 0)
     dec.update(obj.ciphertext)
     dec.finalize()

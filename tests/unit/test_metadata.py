@@ -7,7 +7,7 @@ import contextlib
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import s3cse
@@ -289,3 +289,38 @@ def test_encoded_words_inside_json_are_left_alone():
     }
     file = {**V2_FIELDS, "x-amz-matdesc": '{"n":"=?UTF-8?B?w6k=?="}'}
     assert parse_metadata({}, file).material_description == {"n": "=?UTF-8?B?w6k=?="}
+
+
+@pytest.mark.parametrize("digits", [21, 5000, 100_000])
+def test_a_huge_length_field_is_a_metadata_error_not_a_value_error(digits):
+    enc = s3cse.begin_encryption(s3cse.AesKeyring(b"\x01" * 32), V2, plaintext_length=5)
+    fields = dict(enc.metadata, **{"x-amz-unencrypted-content-length": "9" * digits})
+    with pytest.raises(s3cse.MalformedMetadataError, match="x-amz-unencrypted-content-length"):
+        parse_metadata(fields)
+    with pytest.raises(s3cse.MalformedMetadataError):
+        parse_metadata(
+            {"x-amz-crypto-instr-file": ""},
+            {**enc.metadata, "x-amz-unencrypted-content-length": "1" * digits},
+        )
+
+
+def test_one_crypto_field_under_two_names_is_refused():
+    enc = s3cse.begin_encryption(s3cse.AesKeyring(b"\x01" * 32))
+    # boto3's Metadata: the header x-amz-meta-x-amz-meta-x-amz-3 arrives as x-amz-meta-x-amz-3
+    forged = dict(enc.metadata)
+    forged["x-amz-meta-x-amz-3"] = forged["x-amz-3"][:-4] + "AAAA"
+    with pytest.raises(s3cse.DuplicateMetadataError, match="x-amz-3"):
+        parse_metadata(forged)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(s3cse.core.metadata.crypto_metadata_keys())),
+        st.text(max_size=5000) | st.from_regex(r"[0-9]{4000,6000}", fullmatch=True),
+        max_size=8,
+    )
+)
+def test_parser_raises_only_library_errors_on_long_values(fields):
+    with contextlib.suppress(s3cse.S3CSEError):
+        parse_metadata(fields)

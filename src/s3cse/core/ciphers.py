@@ -308,7 +308,7 @@ class MultipartEncryptor:
 
 # ---------------------------------------------------------------- ranges
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+_RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]{0,20})\s*-\s*([0-9]{0,20})\s*$")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from ..errors import (
     MalformedMetadataError,
     MixedFormatMetadataError,
     NotEncryptedError,
+    S3CSEError,
 )
 from .kdf import COMMITMENT_LENGTH, MESSAGE_ID_LENGTH
 from .suites import AlgorithmSuite
@@ -280,6 +281,13 @@ def _normalise(metadata: Mapping[str, str], *, from_s3: bool = True) -> dict[str
             key = key[len("x-amz-meta-") :]
         if not isinstance(value, str):
             raise MalformedMetadataError(f"metadata value of {key} is not a string", field=key)
+        if key in out and key in _ALL_CRYPTO_KEYS:
+            # e.g. x-amz-meta-x-amz-3 beside x-amz-3: other readers see two names, not one.
+            raise DuplicateMetadataError(
+                f"the crypto metadata field {key} arrives under two names; refusing to choose "
+                "between them",
+                field=key,
+            )
         out[key] = decode_metadata_value(value) if from_s3 else value
     return out
 
@@ -345,9 +353,12 @@ def _length(fields: Mapping[str, str]) -> int | None:
     raw = fields.get(UNENCRYPTED_LENGTH)
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()):
+    # No plaintext is longer than 2^36 bytes: 20 digits are plenty, and int() of an
+    # attacker's 5,000-digit string would raise a bare ValueError (Python's digit limit).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
         raise MalformedMetadataError(
-            f"crypto metadata field {UNENCRYPTED_LENGTH} is not a non-negative integer",
+            f"crypto metadata field {UNENCRYPTED_LENGTH} is not a non-negative integer of at "
+            f"most 20 digits (found {len(raw)} characters)",
             field=UNENCRYPTED_LENGTH,
         )
     return int(raw)
@@ -395,8 +406,24 @@ def parse_metadata(
 
     ``object_metadata`` is the ``Metadata`` of a HeadObject/GetObject response (or
     the ``x-amz-meta-*`` headers). ``instruction_file`` is the decoded JSON of
-    ``<key>.instruction`` when :func:`needs_instruction_file` said so.
+    ``<key>.instruction`` when :func:`needs_instruction_file` said so. Whatever the
+    input, the only errors are :class:`S3CSEError` subclasses.
     """
+    try:
+        return _parse_metadata(object_metadata, instruction_file)
+    except S3CSEError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError) as exc:
+        # A parser bug must not become a crash of a bulk job: name it and go on.
+        raise MalformedMetadataError(
+            f"the crypto metadata could not be parsed ({type(exc).__name__})"
+        ) from None
+
+
+def _parse_metadata(
+    object_metadata: Mapping[str, str],
+    instruction_file: Mapping[str, str] | None,
+) -> ContentMetadata:
     obj = _normalise(object_metadata)
     obj_keys = set(obj) & _ALL_CRYPTO_KEYS
     _check_single_family(obj_keys, "the object's metadata")
