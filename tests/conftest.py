@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 import s3cse
 from s3cse.local import LocalServers, local_servers
@@ -23,18 +24,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "servers" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+        only = item.get_closest_marker("seaweedfs_only")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if only is not None and params.get("servers", "seaweedfs") != "seaweedfs":
+            item.add_marker(pytest.mark.skip(reason=f"not on {params['servers']}: {only.args[0]}"))
 
 
-@pytest.fixture(scope="session")
-def servers() -> Iterator[LocalServers]:
+#: The S3 implementations every integration test runs against: SeaweedFS, and rclone's
+#: serve s3 as a second, stricter one (2000-byte metadata, no conditional writes).
+S3_IMPLEMENTATIONS = ("seaweedfs", "rclone")
+
+
+@pytest.fixture(scope="session", params=S3_IMPLEMENTATIONS)
+def servers(request: pytest.FixtureRequest) -> Iterator[LocalServers]:
     keep = os.environ.get("S3CSE_TEST_SERVER_DIR")  # keep server data and logs for a post-mortem
     with (
         (
-            contextlib.nullcontext(keep)
+            contextlib.nullcontext(os.path.join(keep, request.param))
             if keep
             else tempfile.TemporaryDirectory(prefix="s3cse-test-")
         ) as root,
-        local_servers(root) as srv,
+        local_servers(root, request.param) as srv,
     ):
         saved = {k: os.environ.get(k) for k in srv.environment}
         os.environ.update(srv.environment)
@@ -71,7 +81,11 @@ def bucket(s3: Any, _module_bucket: str) -> Iterator[str]:
     every bucket volumes of its own, so a bucket per test would be slow; and it keeps
     "directories" of deleted keys, so modules do not share one.)"""
     yield _module_bucket
-    for upload in s3.list_multipart_uploads(Bucket=_module_bucket).get("Uploads", []):
+    try:
+        uploads = s3.list_multipart_uploads(Bucket=_module_bucket).get("Uploads", [])
+    except ClientError:  # rclone's serve s3 answers NoSuchUpload when there are none
+        uploads = []
+    for upload in uploads:
         s3.abort_multipart_upload(
             Bucket=_module_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
         )

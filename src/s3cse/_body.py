@@ -76,6 +76,11 @@ class DecryptedBody(io.RawIOBase):
     def __repr__(self) -> str:
         return f"<DecryptedBody {self._content_length} bytes, {self._amount_read} read>"
 
+    @property
+    def content_length(self) -> int | None:
+        """The plaintext length, when known before the end."""
+        return self._content_length
+
     def readable(self) -> bool:
         return True
 

@@ -42,7 +42,8 @@ Chunk = bytes | bytearray | memoryview
 
 
 def without_redundant_checksum(body: Any) -> Any:
-    """``body`` without botocore's CRC32 check of the whole response, for AES-GCM bodies.
+    """``body`` without botocore's CRC32 check of the whole response, for AES-GCM bodies
+    and for ranges (a stored checksum is of the whole object).
 
     botocore validates a stored full-object checksum while the body is read (a CRC32
     pass over every byte, about a fifth of an authenticated get's time on loopback).
@@ -182,7 +183,7 @@ class VerifiedCiphertext:
 
 def plaintext_body(
     body: Any,
-    ciphertext_length: int,
+    ciphertext_length: int | None,
     decryptor: ObjectDecryptor,
     bucket: str,
     key: str,
@@ -193,22 +194,28 @@ def plaintext_body(
     """The plaintext ``Body`` of a whole-object GET whose ciphertext stream is ``body``.
 
     Unless ``delayed``, nothing is released before the tag verified: in memory up to
-    ``buffer_size`` bytes, else through a verified spool of the ciphertext.
+    ``buffer_size`` bytes, else through a verified spool of the ciphertext. A response
+    without a Content-Length (``ciphertext_length`` None) is spooled, never buffered
+    without bound, and the body's ``content_length`` is what was actually received.
     """
-    plaintext_length = decryptor.plaintext_length(ciphertext_length)
     if decryptor.authenticated:
         body = without_redundant_checksum(body)
     if delayed:
         return DecryptedBody(
             decrypt_stream(read_chunks(body, ciphertext_length), decryptor, bucket, key),
-            plaintext_length,
+            None if ciphertext_length is None else decryptor.plaintext_length(ciphertext_length),
             body.close,
         )
     with contextlib.closing(body):
-        if ciphertext_length - decryptor.suite.tag_length <= buffer_size:
+        if (
+            ciphertext_length is not None
+            and ciphertext_length - decryptor.suite.tag_length <= buffer_size
+        ):
             plaintext = _decrypt_in_memory(body, ciphertext_length, decryptor)
             return DecryptedBody(iter([plaintext]), len(plaintext))
-        spool = verified_spool(read_chunks(body), ciphertext_length, decryptor)
+        spool = verified_spool(read_chunks(body), ciphertext_length or 0, decryptor)
+    received = os.fstat(spool.fileno()).st_size
+    plaintext_length = decryptor.plaintext_length(received)
     return DecryptedBody(
         decrypt_stream(spool_chunks(spool), decryptor.fresh(), bucket, key),
         plaintext_length,

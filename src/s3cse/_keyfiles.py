@@ -71,20 +71,32 @@ def write_rsa_key_pair(
     )
 
 
-def _read_secret_file(path: str | os.PathLike[str], what: str) -> bytes:
+def _read_key_file(path: str | os.PathLike[str], what: str, *, secret: bool) -> bytes:
+    """A key file's bytes, with a warning when others could read a secret one or replace
+    any one (a public key swapped for an attacker's would encrypt to them)."""
     p = Path(path)
     try:
         mode = p.stat().st_mode
         data = p.read_bytes()
     except OSError as exc:
         raise InvalidKeyError(f"cannot read {what} {p}: {exc.strerror}") from None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        warnings.warn(
+            f"{what} {p} can be changed by other users; restrict it with: chmod go-w {p}",
+            KeyFileWarning,
+            stacklevel=3,
+        )
+    if secret and mode & (stat.S_IRGRP | stat.S_IROTH):
         warnings.warn(
             f"{what} {p} is readable by other users; restrict it with: chmod 600 {p}",
             KeyFileWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return data
+
+
+def _read_secret_file(path: str | os.PathLike[str], what: str) -> bytes:
+    return _read_key_file(path, what, secret=True)
 
 
 def read_aes_key(path: str | os.PathLike[str]) -> bytes:
@@ -117,6 +129,9 @@ class KeyOptions:
         matdesc: str | Mapping[str, str] | None = None,
         kms_client: Any = None,
         matdesc_option: str = "--matdesc",
+        kms_discovery: bool = False,
+        kms_discovery_accounts: Sequence[str] = (),
+        kms_discovery_key_arns: Sequence[str] = (),
     ):
         self.kms_key_ids = list(kms_key_ids)
         self.aes_keys = list(aes_keys)
@@ -124,12 +139,29 @@ class KeyOptions:
         self.rsa_public_keys = list(rsa_public_keys)
         self.material_description = parse_json_map(matdesc, matdesc_option)
         self.kms_client = kms_client
+        self.kms_discovery_accounts = list(kms_discovery_accounts)
+        self.kms_discovery_key_arns = list(kms_discovery_key_arns)
+        #: Discovery is only ever asked for, never a fallback: it accepts an object
+        #: wrapped under any KMS key the caller may use, a stranger's included. A filter
+        #: implies it.
+        self.kms_discovery = bool(
+            kms_discovery or self.kms_discovery_accounts or self.kms_discovery_key_arns
+        )
 
     @property
     def empty(self) -> bool:
         return not (
-            self.kms_key_ids or self.aes_keys or self.rsa_private_keys or self.rsa_public_keys
+            self.kms_key_ids
+            or self.aes_keys
+            or self.rsa_private_keys
+            or self.rsa_public_keys
+            or self.kms_discovery
         )
+
+    @property
+    def uses_kms(self) -> bool:
+        """Whether a KMS client is needed."""
+        return bool(self.kms_key_ids or self.kms_discovery)
 
     def keyrings(self) -> list[Keyring]:
         """One keyring per key given, in a fixed order: KMS, AES, RSA private, RSA public."""
@@ -143,26 +175,27 @@ class KeyOptions:
                 )
             )
         for p in self.rsa_public_keys:
-            try:
-                data = Path(p).read_bytes()
-            except OSError as exc:
-                raise InvalidKeyError(
-                    f"cannot read RSA public key file {p}: {exc.strerror}"
-                ) from None
+            data = _read_key_file(p, "RSA public key file", secret=False)
             rings.append(
                 RsaKeyring(public_key=data, material_description=self.material_description)
+            )
+        if self.kms_discovery:
+            rings.append(
+                KmsKeyring.discovery(
+                    self.kms_client,
+                    accounts=self.kms_discovery_accounts or None,
+                    key_arns=self.kms_discovery_key_arns or None,
+                )
             )
         return rings
 
 
-def build_keyrings(options: KeyOptions, *, discovery_kms: bool = False) -> Keyring | None:
-    """The keyring for these options: the first key writes, every key reads.
-
-    With no key given, ``discovery_kms`` yields a KMS discovery keyring (decrypt only).
-    """
+def build_keyrings(options: KeyOptions) -> Keyring | None:
+    """The keyring for these options (None when no key was given): the first key
+    writes, every key reads; a KMS discovery keyring only when asked for."""
     rings = options.keyrings()
     if not rings:
-        return KmsKeyring.discovery(options.kms_client) if discovery_kms else None
+        return None
     if len(rings) == 1:
         return rings[0]
     return MultiKeyring(generator=rings[0], children=rings[1:])

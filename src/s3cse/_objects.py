@@ -30,13 +30,21 @@ from .errors import (
     ConfigurationError,
     InstructionFileWriteError,
     MalformedMetadataError,
+    MetadataTooLargeError,
+    NotEncryptedError,
     located,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["ObjectStore", "PreparedUpload", "load_instruction_file", "read_content_metadata"]
+__all__ = [
+    "ObjectStore",
+    "PreparedUpload",
+    "load_instruction_file",
+    "not_encrypted_error",
+    "read_content_metadata",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +103,15 @@ def read_content_metadata(
         return md.parse_metadata(metadata, instruction)
 
 
+def not_encrypted_error() -> NotEncryptedError:
+    """What every read says of a plaintext object, when plaintext reads are off."""
+    return NotEncryptedError(
+        "the object is not client-side encrypted (no crypto metadata, no instruction file); "
+        "to read plaintext objects through this client, build it with "
+        "allow_unencrypted_reads=True"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectStore:
     """Encrypted objects in one S3 client, under one client's keys and settings."""
@@ -139,6 +156,7 @@ class ObjectStore:
                 instruction_file=use_file,
                 plaintext_length=length,
             )
+            self._fit_metadata(user_metadata, encryptor, bucket, key)
         request["Metadata"] = {**user_metadata, **encryptor.metadata}
         log.debug(
             "encrypt s3://%s/%s: %s, %s bytes, metadata in %s",
@@ -149,6 +167,38 @@ class ObjectStore:
             "an instruction file" if encryptor.instruction_file is not None else "the object",
         )
         return PreparedUpload(encryptor, request, encryptor.instruction_file)
+
+    @staticmethod
+    def _fit_metadata(
+        user: Mapping[str, str], encryptor: ObjectEncryptor, bucket: str, key: str
+    ) -> None:
+        """Keep the object's metadata within what S3 stores: crypto metadata that would
+        not fit beside the caller's goes to an instruction file; what cannot fit even then
+        is refused before anything is sent (S3 would answer a bare MetadataTooLarge)."""
+        user_size = _s3args.user_metadata_size(user)
+        total = user_size + _s3args.user_metadata_size(encryptor.metadata)
+        if total <= _s3args.USER_METADATA_BUDGET:
+            return
+        if encryptor.instruction_file is None:
+            log.info(
+                "s3://%s/%s: %d bytes of user metadata leave no room for %d bytes of crypto "
+                "metadata (S3 stores 2 KB); writing it to an instruction file instead",
+                bucket,
+                key,
+                user_size,
+                total - user_size,
+            )
+            encryptor.move_metadata_to_instruction_file()
+            total = user_size + _s3args.user_metadata_size(encryptor.metadata)
+        if total > _s3args.USER_METADATA_BUDGET:
+            raise MetadataTooLargeError(
+                f"the user metadata is {user_size} bytes and the crypto metadata that must "
+                f"stay beside it {total - user_size} more ({total} in all, counted with the "
+                f"x-amz-meta- names); S3 stores 2 KB and s3cse keeps within "
+                f"{_s3args.USER_METADATA_BUDGET} bytes: shorten the user metadata to at most "
+                f"{_s3args.USER_METADATA_BUDGET - (total - user_size)} bytes, or keep it in "
+                "the object's content or tags"
+            )
 
     def put_instruction_file(
         self,
@@ -266,16 +316,3 @@ class ObjectStore:
         """Unwrap the data key of a parsed object under this store's settings."""
         with located(bucket, key):
             return begin_decryption(self.cmm, content, self.config, encryption_context=context)
-
-    def begin_download(
-        self,
-        bucket: str,
-        key: str,
-        args: Mapping[str, Any],
-        context: Mapping[str, str] | None,
-        suffix: str | None = None,
-    ) -> tuple[dict[str, Any], ObjectDecryptor]:
-        """HEAD the object, load its metadata and unwrap its key: (head response, decryptor)."""
-        head = self.head(bucket, key, args)
-        content = self.content_metadata(bucket, key, head.get("Metadata", {}), args, suffix)
-        return head, self.begin_decryptor(bucket, key, content, context)

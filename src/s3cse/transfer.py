@@ -17,6 +17,7 @@ import contextvars
 import functools
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
@@ -26,13 +27,19 @@ from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 from . import _s3args
 from ._body import readinto_exactly
 from ._bridge import cooperate
-from ._download import decrypt_to, verified_spool
-from ._objects import ObjectStore
+from ._download import decrypt_to, verified_spool, without_redundant_checksum
+from ._objects import ObjectStore, not_encrypted_error
 from ._spool import release, spool_chunks
 from ._upload import MultipartUpload, plaintext_source, put_object
-from .errors import ConfigurationError, SourceChangedError, UnexpectedResponseError, located
+from .errors import (
+    ConfigurationError,
+    NotEncryptedError,
+    SourceChangedError,
+    UnexpectedResponseError,
+    located,
+)
 
-__all__ = ["TransferSettings", "ciphertext_chunks", "download", "upload"]
+__all__ = ["TransferSettings", "ciphertext_chunks", "download", "replacing_file", "upload"]
 
 log = logging.getLogger(__name__)
 
@@ -233,21 +240,34 @@ def download(
     config: Any,
     sink_is_private: bool,
     delayed: bool,
+    allow_unencrypted: bool = False,
 ) -> None:
     """Download, verify and decrypt ``bucket/key`` into the writable ``sink``.
 
     ``sink_is_private`` says that ``sink`` is a temporary file nobody reads before the
     transfer succeeded (download_file); then plaintext is written as it decrypts and
     verified at the end, as with ``delayed`` authentication. Otherwise the ciphertext
-    is spooled and verified first, so ``sink`` sees only verified plaintext.
+    is spooled and verified first, so ``sink`` sees only verified plaintext. A plaintext
+    object is copied as it is with ``allow_unencrypted``, as ``get_object`` returns it.
     """
     settings = TransferSettings(config)
     extra = dict(extra_args or {})
     context = extra.pop("EncryptionContext", None)
-    head, decryptor = store.begin_download(bucket, key, extra, context)
+    head = store.head(bucket, key, extra)
     size = int(head["ContentLength"])
     chunks = ciphertext_chunks(store, bucket, key, size, head.get("ETag"), extra, settings)
     with located(bucket, key), contextlib.closing(chunks):
+        try:
+            content = store.content_metadata(bucket, key, head.get("Metadata", {}), extra)
+        except NotEncryptedError:
+            if not allow_unencrypted:
+                raise not_encrypted_error() from None
+            for chunk in chunks:
+                sink.write(chunk)
+                if callback is not None:
+                    callback(len(chunk))
+            return
+        decryptor = store.begin_decryptor(bucket, key, content, context)
         if sink_is_private or delayed:
             decrypt_to(sink, chunks, decryptor, callback)
             return
@@ -256,6 +276,22 @@ def download(
             decrypt_to(sink, spool_chunks(spool), decryptor, callback)
         finally:
             release(spool)
+
+
+@contextlib.contextmanager
+def replacing_file(filename: str) -> Iterator[Any]:
+    """A private temporary file beside ``filename`` that replaces it when the block ends
+    without an error, and is removed when it does not: no partial file is ever seen."""
+    directory = os.path.dirname(os.path.abspath(filename))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".s3cse-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(temporary, filename)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def ciphertext_chunks(
@@ -305,7 +341,9 @@ def ciphertext_chunks(
                     response = s3.get_object(
                         Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **get_args
                     )
-                    with contextlib.closing(response["Body"]) as body:
+                    # The GCM tag covers every byte; a stored checksum is of the whole object
+                    # and cannot check a range (stores that send it anyway would fail it).
+                    with contextlib.closing(without_redundant_checksum(response["Body"])) as body:
                         if hasattr(body, "readinto") and response.get("ContentLength") == want:
                             if buffer is None:
                                 buffer = take_buffer()

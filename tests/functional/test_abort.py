@@ -129,7 +129,7 @@ def test_low_level_abort_forgets_the_upload(
     upload_id = client.create_multipart_upload(Bucket=BUCKET, Key=KEY)["UploadId"]
     client.abort_multipart_upload(Bucket=BUCKET, Key=KEY, UploadId=upload_id)
 
-    with pytest.raises(s3cse.ConfigurationError, match="not started by this EncryptionClient"):
+    with pytest.raises(s3cse.ConfigurationError, match="not open in this EncryptionClient"):
         client.upload_part(
             Bucket=BUCKET, Key=KEY, UploadId=upload_id, PartNumber=1, Body=b"x", IsLastPart=True
         )

@@ -182,7 +182,7 @@ def test_complete_without_the_last_part_is_refused_and_sends_nothing(
 def test_part_of_an_upload_this_client_did_not_start_is_refused(
     memory: MemoryS3, client: s3cse.EncryptionClient
 ) -> None:
-    with pytest.raises(s3cse.ConfigurationError, match="not started by this EncryptionClient"):
+    with pytest.raises(s3cse.ConfigurationError, match="not open in this EncryptionClient"):
         _part(client, "someone-elses", PartNumber=1, Body=b"x", IsLastPart=True)
 
     assert memory.calls == []

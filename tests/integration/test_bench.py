@@ -140,14 +140,23 @@ def test_the_lag_targets_are_ceilings_in_ms(bench_run):
             "p99_ms": 49.0,
             "worst_ms": 90.0,
         },
+        {
+            "size": label,
+            "impl": "aiobotocore",
+            "keyring": "none",
+            "op": "aio_lag_unsigned",
+            "p50_ms": 1.0,
+            "p99_ms": 20.0,
+            "worst_ms": 50.0,
+        },
     ]
     targets = {
         name: (measured, ok) for name, measured, _v, ok in bench_run.check_targets(results, [])
     }
-    assert targets[f"asyncio loop lag worst < 50 ms, s3cse, unsigned payloads, {label}"] == (
-        "51.00 ms",
-        False,
-    )
+    # s3cse's worst stall against plain aiobotocore's moving the same bytes: 51 / 50
+    assert targets[
+        f"asyncio loop lag worst <= plain aiobotocore's, unsigned payloads, {label}"
+    ] == ("1.02x", False)
     assert targets[f"asyncio loop lag p99 < 50 ms, s3cse, signed payloads (HTTP), {label}"] == (
         "49.00 ms",
         True,
@@ -160,6 +169,7 @@ def test_turns_rotate_so_nobody_always_goes_last(bench_run):
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
 
 
+@pytest.mark.seaweedfs_only("the benchmark measures on SeaweedFS, the embedded default")
 def test_a_tiny_fsspec_comparison_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
     monkeypatch.setattr(bench_run, "PARQUET_ROWS", 5000)
     monkeypatch.setattr(bench_run, "FSSPEC_READ_REPEATS", 2)
@@ -176,6 +186,7 @@ def test_a_tiny_fsspec_comparison_runs_end_to_end(bench_run, servers, tmp_path, 
     json.dumps(results)
 
 
+@pytest.mark.seaweedfs_only("the benchmark measures on SeaweedFS, the embedded default")
 def test_a_tiny_lag_measurement_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
     monkeypatch.setattr(bench_run, "LAG_SIZE", 16 * 1024 * 1024)
     results = bench_run.run_aio_lag(bench_run.Bench(servers, tmp_path, repeat=1))

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.stores import open_uploads
+
 
 def run(*args, input=None, env=None, check_code=None):
     proc = subprocess.run(
@@ -371,17 +373,68 @@ def test_ctrl_c_aborts_the_multipart_upload(tmp_path, s3, bucket, aes_key_file):
     )
     block = os.urandom(1024 * 1024)
     deadline = time.monotonic() + 60
-    while (
-        not s3.list_multipart_uploads(Bucket=bucket).get("Uploads") and time.monotonic() < deadline
-    ):
+    while not open_uploads(s3, bucket) and time.monotonic() < deadline:
         proc.stdin.write(block)  # keep feeding until the multipart upload has started
         proc.stdin.flush()
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the upload never started"
+    assert open_uploads(s3, bucket), "the upload never started"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"aborted" in err
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
     assert "interrupted" not in [
         o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
     ]
+
+
+def test_reads_need_a_key_option_and_kms_discovery_is_only_ever_asked_for(s3, bucket, kms_key_arn):
+    run("cp", "-", f"s3://{bucket}/k", "--kms-key-id", kms_key_arn, input=b"kms data", check_code=0)
+    refused = run("cat", f"s3://{bucket}/k", check_code=2)  # no key: no implicit discovery
+    assert b"--kms-discovery" in refused.stderr and b"--aes-key" in refused.stderr
+    refused = run("cp", f"s3://{bucket}/k", "-", check_code=2)
+    assert b"--kms-key-id" in refused.stderr
+    account = kms_key_arn.split(":")[4]
+    mine = run("cat", f"s3://{bucket}/k", "--kms-discovery-account", account, check_code=0)
+    assert mine.stdout == b"kms data"
+    stranger = run(
+        "cat", f"s3://{bucket}/k", "--kms-discovery-account", "999999999999", check_code=1
+    )
+    assert b"999999999999" in stranger.stderr or b"account" in stranger.stderr
+    assert run("cat", f"s3://{bucket}/k", "--kms-discovery", check_code=0).stdout == b"kms data"
+    refused = run("cp", "-", f"s3://{bucket}/w", "--kms-discovery", input=b"x", check_code=2)
+    assert b"only reads" in refused.stderr
+
+
+def test_rotate_verify_refuses_a_tampered_object_and_reports_it(s3, bucket, tmp_path, aes_key_file):
+    new_key = tmp_path / "new.key"
+    run("keygen", "aes", str(new_key), check_code=0)
+    for name in ("good", "bad"):
+        run(
+            "cp",
+            "-",
+            f"s3://{bucket}/r/{name}",
+            "--aes-key",
+            str(aes_key_file),
+            input=b"data " * 100,
+            check_code=0,
+        )
+    stored = s3.get_object(Bucket=bucket, Key="r/bad")
+    body = bytearray(stored["Body"].read())
+    body[-1] ^= 1
+    s3.put_object(Bucket=bucket, Key="r/bad", Body=bytes(body), Metadata=stored["Metadata"])
+    out = run(
+        "rotate",
+        f"s3://{bucket}/r/",
+        "--aes-key",
+        str(aes_key_file),
+        "--to-aes-key",
+        str(new_key),
+        "--verify",
+        check_code=1,
+    )
+    assert b"1 re-encrypted" in out.stdout and b"1 authenticated first" in out.stdout
+    assert b"r/bad" in out.stderr and out.stderr.count(f"s3://{bucket}/r/bad".encode()) == 1
+    assert (
+        run("cat", f"s3://{bucket}/r/good", "--aes-key", str(new_key), check_code=0).stdout
+        == b"data " * 100
+    )

@@ -10,6 +10,7 @@ import pytest
 
 import s3cse
 from s3cse.local import ACCESS_KEY, SECRET_KEY
+from tests.stores import lower_keys, open_uploads
 
 MiB = 1024 * 1024
 
@@ -106,7 +107,7 @@ def test_every_write_path_encrypts(fs, s3, bucket, tmp_path):
     for key in ("put.txt", "pipe.txt", "open.txt", "copy.txt", "touched"):
         stored = s3.get_object(Bucket=bucket, Key=f"w/{key}")
         assert b"plaintext" not in stored["Body"].read()
-        assert "x-amz-c" in stored["Metadata"], key
+        assert "x-amz-c" in lower_keys(stored["Metadata"]), key
     assert fs.cat(f"{bucket}/w/copy.txt") == b"plaintext that must not be stored"
     assert fs.cat(f"{bucket}/w/touched") == b""
     fs.get(f"{bucket}/w/pipe.txt", str(tmp_path / "got.txt"))
@@ -178,7 +179,7 @@ def test_failed_write_stores_nothing_and_rm_takes_instruction_files(
         f.write(os.urandom(9 * MiB))
         raise RuntimeError("producer failed")
     assert not fs.exists(f"{bucket}/half.bin")
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
     instr = fsspec.filesystem("s3cse", skip_instance_cache=True, instruction_file=True, **options)
     instr.pipe_file(f"{bucket}/r/a", b"x")
     instr.pipe_file(f"{bucket}/r/b", b"y")
@@ -250,3 +251,23 @@ def test_read_file_seeks_like_an_io_file(fs, bucket):
         assert f.seek(20) == 20 and f.read() == b""
     with pytest.raises(ValueError):
         f.read()
+
+
+def test_touch_without_truncate_never_empties_an_existing_object(fs, bucket):
+    fs.pipe(f"{bucket}/t", b"keep me")
+    with pytest.raises(ValueError, match="existent"):
+        fs.touch(f"{bucket}/t", truncate=False)
+    assert fs.cat(f"{bucket}/t") == b"keep me"
+    fs.touch(f"{bucket}/new", truncate=False)
+    assert fs.cat(f"{bucket}/new") == b""
+
+
+def test_the_filesystem_needs_a_key_and_never_falls_back_to_kms_discovery(servers):
+    with pytest.raises(s3cse.ConfigurationError, match="kms_discovery"):
+        fsspec.filesystem(
+            "s3cse",
+            skip_instance_cache=True,
+            endpoint_url=servers.s3.endpoint,
+            key=ACCESS_KEY,
+            secret=SECRET_KEY,
+        )

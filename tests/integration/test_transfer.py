@@ -10,6 +10,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 import s3cse
+from tests.stores import lower_keys, open_uploads
 
 MiB = 1024 * 1024
 SMALL_PARTS = TransferConfig(
@@ -40,7 +41,7 @@ def digest(path):
     [0, 1, 5 * MiB, 5 * MiB + 1, 10 * MiB, 17 * MiB + 5],
     ids=["0B", "1B", "one-part", "part+1", "two-parts", "17MiB+5"],
 )
-def test_upload_download_file_sizes(s3, bucket, aes_keyring, tmp_path, size):
+def test_upload_download_file_sizes(s3, bucket, aes_keyring, tmp_path, size, request):
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_file(src, size, seed=size)
@@ -49,8 +50,8 @@ def test_upload_download_file_sizes(s3, bucket, aes_keyring, tmp_path, size):
     assert sum(progress) == size
     head = s3.head_object(Bucket=bucket, Key="big")
     assert head["ContentLength"] == size + 16
-    if size >= 5 * MiB:
-        assert "-" in head["ETag"]  # multipart
+    if size >= 5 * MiB and request.node.callspec.params["servers"] == "seaweedfs":
+        assert "-" in head["ETag"]  # multipart (rclone gives those a plain MD5 ETag)
     seen = []
     client.download_file(bucket, "big", str(dst), Config=SMALL_PARTS, Callback=seen.append)
     assert sum(seen) == size
@@ -84,7 +85,7 @@ def test_multipart_object_reads_with_get_object_and_instruction_file(
         ExtraArgs={"InstructionFilePut": True, "Metadata": {"a": "b"}},
         Config=SMALL_PARTS,
     )
-    assert s3.head_object(Bucket=bucket, Key="mp")["Metadata"]["a"] == "b"
+    assert lower_keys(s3.head_object(Bucket=bucket, Key="mp")["Metadata"])["a"] == "b"
     body = client.get_object(Bucket=bucket, Key="mp")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == digest(src)
 
@@ -108,7 +109,7 @@ def test_failure_mid_upload_aborts_the_multipart_upload(s3, bucket, aes_keyring)
     client = s3cse.EncryptionClient(s3, keyring=aes_keyring)
     with pytest.raises(OSError, match="disk went away"):
         client.upload_fileobj(Failing(), bucket, "broken", Config=SMALL_PARTS)
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
@@ -189,7 +190,7 @@ def test_multipart_api(s3, bucket, kms_keyring):
     assert got["Body"].read() == part1 + part2
     other = client.create_multipart_upload(Bucket=bucket, Key="aborted")
     client.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=other["UploadId"])
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
     with pytest.raises(s3cse.MultipartSequenceError, match="multiple of 16"):
         up = client.create_multipart_upload(Bucket=bucket, Key="odd")
         try:
@@ -209,5 +210,5 @@ def test_objects_over_the_gcm_limit_are_refused_before_upload(s3, bucket, aes_ke
         client.upload_file(str(sparse), bucket, "huge")
     with open(sparse, "rb") as f, pytest.raises(s3cse.PlaintextTooLargeError):
         client.put_object(Bucket=bucket, Key="huge", Body=f)
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import s3cse
+from tests.stores import lower_keys
 from tests.unit import legacy_objects as lo
 
 from .conftest import CORPUS_REPORT
@@ -42,7 +43,7 @@ def read_back(
     s3: Any, bucket: str, key: str
 ) -> tuple[dict[str, str], dict[str, str] | None, bytes]:
     obj = s3.get_object(Bucket=bucket, Key=key)
-    metadata = obj["Metadata"]
+    metadata = lower_keys(obj["Metadata"])
     try:
         instruction = json.loads(
             s3.get_object(Bucket=bucket, Key=key + ".instruction")["Body"].read()

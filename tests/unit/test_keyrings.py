@@ -251,3 +251,74 @@ def test_custom_cmm_is_used(aes_keyring):
     obj = s3cse.encrypt(b"x", cmm)
     assert s3cse.decrypt(obj.ciphertext, obj.metadata, cmm) == b"x"
     assert CountingCmm.count == 1
+
+
+@pytest.mark.parametrize("raw", ["aes", "rsa"])
+def test_a_read_that_asks_for_an_encryption_context_refuses_a_raw_key_object(
+    raw, aes_keyring, rsa_keyring, kms_keyring
+):
+    ring = aes_keyring if raw == "aes" else rsa_keyring
+    # The tenant check the application thinks it makes: a MultiKeyring of its KMS key
+    # and a raw key, a read that passes the tenant's context, and an object planted
+    # under the raw key.
+    reader = s3cse.MultiKeyring(generator=kms_keyring, children=[ring])
+    planted = s3cse.encrypt(b"planted", ring)
+    with pytest.raises(s3cse.EncryptionContextMismatchError, match="binds no encryption context"):
+        s3cse.decrypt(
+            planted.ciphertext, planted.metadata, reader, encryption_context={"tenant": "acme"}
+        )
+    assert s3cse.decrypt(planted.ciphertext, planted.metadata, reader) == b"planted"
+    genuine = s3cse.encrypt(b"genuine", kms_keyring, encryption_context={"tenant": "acme"})
+    assert (
+        s3cse.decrypt(
+            genuine.ciphertext, genuine.metadata, reader, encryption_context={"tenant": "acme"}
+        )
+        == b"genuine"
+    )
+
+
+def test_key_files_others_can_change_or_read_get_a_warning(tmp_path, rsa_private_key):
+    import os
+    import warnings
+
+    from cryptography.hazmat.primitives import serialization as ser
+
+    from s3cse import _keyfiles
+
+    aes = tmp_path / "aes.key"
+    aes.write_bytes(b"\x07" * 32)
+    public = tmp_path / "public.pem"
+    public.write_bytes(
+        rsa_private_key.public_key().public_bytes(
+            ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    for path, mode, expected in (
+        (aes, 0o600, []),
+        (aes, 0o666, ["can be changed by other users", "readable by other users"]),
+        (public, 0o644, []),  # a public key may be read by anyone ...
+        (public, 0o646, ["can be changed by other users"]),  # ... but not swapped
+    ):
+        os.chmod(path, mode)
+        options = (
+            _keyfiles.KeyOptions(aes_keys=[str(path)])
+            if path == aes
+            else _keyfiles.KeyOptions(rsa_public_keys=[str(path)])
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            options.keyrings()
+        found = [str(w.message) for w in caught if issubclass(w.category, _keyfiles.KeyFileWarning)]
+        assert len(found) == len(expected), (mode, found)
+        for text, message in zip(expected, found, strict=True):
+            assert text in message and str(path) in message
+
+
+def test_no_key_option_gives_no_keyring_and_discovery_is_only_ever_asked_for():
+    from s3cse import _keyfiles
+
+    assert _keyfiles.build_keyrings(_keyfiles.KeyOptions()) is None
+    implied = _keyfiles.KeyOptions(kms_discovery_accounts=["111122223333"])
+    assert implied.kms_discovery and implied.uses_kms
+    (ring,) = implied.keyrings()
+    assert ring.is_discovery and "111122223333" in repr(ring)

@@ -172,6 +172,23 @@ def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
         _key_file_option(
             "--rsa-public-key", "RSA public key PEM/DER file: encrypt only (repeatable)."
         ),
+        click.option(
+            "--kms-discovery",
+            is_flag=True,
+            help="Read objects wrapped under any KMS key you may use (never implied; decrypt only).",
+        ),
+        click.option(
+            "--kms-discovery-account",
+            "kms_discovery_accounts",
+            multiple=True,
+            help="With discovery: accept only KMS keys of this AWS account (repeatable; implies --kms-discovery).",
+        ),
+        click.option(
+            "--kms-discovery-key-arn",
+            "kms_discovery_key_arns",
+            multiple=True,
+            help="With discovery: accept only this KMS key ARN (repeatable; implies --kms-discovery).",
+        ),
         click.option("--matdesc", help="Material description for AES/RSA keys, as JSON."),
         click.option(
             "--context", "context", help="KMS encryption context for this object, as JSON."
@@ -243,29 +260,39 @@ class Crypto:
     options: keyfiles.KeyOptions
 
 
-def _crypto(
-    ctx: Context, kw: dict[str, Any], *, need_key: bool = True, discovery: bool = True
-) -> Crypto:
+_KEY_OPTIONS_HELP = (
+    "--kms-key-id, --aes-key, --rsa-private-key or --rsa-public-key (one option per key), "
+    "or to read objects under any KMS key you may use, --kms-discovery (limit it to your "
+    "own keys with --kms-discovery-account ACCOUNT_ID)"
+)
+
+
+def _crypto(ctx: Context, kw: dict[str, Any], *, writing: bool = False) -> Crypto:
     options = keyfiles.KeyOptions(
         kms_key_ids=kw.pop("kms_key_ids"),
         aes_keys=kw.pop("aes_keys"),
         rsa_private_keys=kw.pop("rsa_private_keys"),
         rsa_public_keys=kw.pop("rsa_public_keys"),
         matdesc=kw.pop("matdesc"),
-        kms_client=None,
+        kms_discovery=kw.pop("kms_discovery"),
+        kms_discovery_accounts=kw.pop("kms_discovery_accounts"),
+        kms_discovery_key_arns=kw.pop("kms_discovery_key_arns"),
     )
-    if options.kms_key_ids or (options.empty and discovery):
+    if options.uses_kms:
         options.kms_client = ctx.kms
-    keyring = keyfiles.build_keyrings(options, discovery_kms=discovery)
-    if keyring is None:
-        if need_key:
-            raise click.UsageError(
-                "give a key: --kms-key-id, --aes-key, --rsa-private-key or --rsa-public-key"
-            )
-        keyring = keyfiles.build_keyrings(
-            keyfiles.KeyOptions(kms_client=ctx.kms), discovery_kms=True
+    if writing and not (
+        options.kms_key_ids
+        or options.aes_keys
+        or options.rsa_private_keys
+        or options.rsa_public_keys
+    ):
+        raise click.UsageError(
+            "give the key to encrypt with: --kms-key-id, --aes-key, --rsa-private-key or "
+            "--rsa-public-key (--kms-discovery only reads)"
         )
-    assert keyring is not None
+    keyring = keyfiles.build_keyrings(options)
+    if keyring is None:
+        raise click.UsageError(f"give a key: {_KEY_OPTIONS_HELP}")
     client = EncryptionClient(
         ctx.s3,
         keyring=keyring,
@@ -445,8 +472,11 @@ def cp(
 
     def action() -> None:
         with _key_warnings(ctx.quiet):
-            writing = isinstance(target, S3Url)
-            crypto = _crypto(ctx, kw, need_key=writing, discovery=not writing)
+            # s3->s3 with --to-* keys: the command's own keys only read the source.
+            writing = isinstance(target, S3Url) and not (
+                isinstance(source, S3Url) and any(to.values())
+            )
+            crypto = _crypto(ctx, kw, writing=writing)
             dest_client = (
                 _destination_client(ctx, crypto, to)
                 if isinstance(source, S3Url) and isinstance(target, S3Url)
@@ -638,7 +668,7 @@ def cat(src: str, **kw: Any) -> None:
 
     def action() -> None:
         with _key_warnings(ctx.quiet):
-            crypto = _crypto(ctx, kw, need_key=False)
+            crypto = _crypto(ctx, kw)
         extra = {"EncryptionContext": crypto.context} if crypto.context else {}
         response = crypto.client.get_object(Bucket=location.bucket, Key=location.key, **extra)
         out = sys.stdout.buffer
@@ -767,10 +797,21 @@ def ls(url: str, recursive: bool, **kw: Any) -> None:
 )
 @click.option("--to-matdesc", help="Material description for the new AES/RSA key, as JSON.")
 @click.option("--to-context", help="New KMS encryption context, as JSON.")
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Objects rotated at once.",
+)
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Read and authenticate each object's content first; a damaged one is not rotated.",
+)
 @_key_options
 @_aws_options
-def rotate(url: str, workers: int, **kw: Any) -> None:
+def rotate(url: str, workers: int, verify: bool, **kw: Any) -> None:
     """Re-encrypt the data keys of every object under s3://bucket/prefix with a new
     master key. The content is not touched; resumable (already-rotated objects are
     skipped)."""
@@ -782,7 +823,7 @@ def rotate(url: str, workers: int, **kw: Any) -> None:
 
     def action() -> None:
         with _key_warnings(ctx.quiet):
-            crypto = _crypto(ctx, kw, need_key=False)
+            crypto = _crypto(ctx, kw)
             new_options = keyfiles.KeyOptions(
                 kms_key_ids=[to["to_kms_key_id"]] if to["to_kms_key_id"] else [],
                 aes_keys=[to["to_aes_key"]] if to["to_aes_key"] else [],
@@ -797,29 +838,29 @@ def rotate(url: str, workers: int, **kw: Any) -> None:
                 "give the new key: --to-kms-key-id, --to-aes-key, --to-rsa-public-key or --to-rsa-private-key"
             )
         new_context = keyfiles.parse_json_map(to["to_context"], "--to-context") or crypto.context
-        counts = {"rotated": 0, "skipped": 0, "not-encrypted": 0, "failed": 0}
         with Progress(enabled=ctx.progress and not ctx.quiet) as progress:
             task = progress.counter(f"rotating {location}")
-
-            def report(key: str, status: str) -> None:
-                counts[status] = counts.get(status, 0) + 1
-                task(1)
-
             summary = crypto.client.reencrypt_prefix(
                 location.bucket,
                 location.key,
                 new_keyring,
                 max_workers=workers,
-                progress=report,
+                progress=lambda key, status: task(1),
                 EncryptionContext=crypto.context or None,
                 NewEncryptionContext=new_context or None,
+                verify=verify,
             )
+        for key, message in summary.conflicts:
+            click.echo(f"s3cse: conflict: s3://{location.bucket}/{key}: {message}", err=True)
         for key, message in summary.failed:
             click.echo(f"s3cse: error: s3://{location.bucket}/{key}: {message}", err=True)
         if not ctx.quiet:
             click.echo(str(summary))
-        if summary.failed:
-            raise CliError(f"{len(summary.failed)} objects could not be rotated")
+        if summary.failed or summary.conflicts:
+            raise CliError(
+                f"{len(summary.failed)} objects could not be rotated, "
+                f"{len(summary.conflicts)} changed meanwhile (run again for those)"
+            )
 
     _run(ctx.debug, action)
 

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 from ..errors import (
     CipherStateError,
     ConfigurationError,
+    EncryptionContextMismatchError,
     IntegrityError,
     KeyringError,
     LegacyAlgorithmDisabledError,
@@ -219,6 +220,16 @@ class ObjectEncryptor:
         self._cipher = self._make_cipher()
         self._guard = _ReplayGuard()
         self._multipart = False
+
+    def move_metadata_to_instruction_file(self) -> None:
+        """Store the crypto metadata in an instruction file instead of the object's
+        metadata (before anything is written; the content is the same either way)."""
+        self.content_metadata = dataclasses.replace(
+            self.content_metadata, from_instruction_file=True
+        )
+        self.metadata, self.instruction_file = encode_metadata(
+            self.content_metadata, instruction_file=True
+        )
 
     def rewind(self) -> None:
         """Start the content again from byte 0, to resend *the same plaintext* (an HTTP
@@ -451,6 +462,16 @@ def _unwrap_data_key(
             f"the object's data key is wrapped with the legacy algorithm "
             f"{content.wrap_algorithm.value}; reading it needs enable_legacy_wrapping=True",
             switch="enable_legacy_wrapping",
+        )
+    if encryption_context and content.wrap_algorithm.key_family != "kms":
+        # A read that checks a context must never pass on an object that binds none: with
+        # a MultiKeyring, a substituted raw-key object would pass the tenant check the
+        # application believes it makes. (Java ignores the context here; this is stricter.)
+        raise EncryptionContextMismatchError(
+            f"this read asks for the encryption context {sorted(encryption_context)} (keys), "
+            f"but the object's data key is wrapped with {content.wrap_algorithm.value}, a raw "
+            "key that binds no encryption context; read it without EncryptionContext if it is "
+            "the object you meant (raw-key objects are told apart by material description)"
         )
     request = DecryptionMaterials(
         metadata=content,
