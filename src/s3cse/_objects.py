@@ -32,6 +32,7 @@ from .errors import (
     MalformedMetadataError,
     MetadataTooLargeError,
     NotEncryptedError,
+    WriteConflictError,
     located,
 )
 
@@ -222,10 +223,18 @@ class ObjectStore:
         )
 
     def complete_with_instruction_file(
-        self, bucket: str, key: str, fields: Mapping[str, str], put_args: Mapping[str, Any]
+        self,
+        bucket: str,
+        key: str,
+        fields: Mapping[str, str],
+        put_args: Mapping[str, Any],
+        object_etag: str | None = None,
+        *,
+        retry: bool = False,
     ) -> None:
-        """Write the instruction file of an object just stored; a failure is an
-        :class:`InstructionFileWriteError` that names the object and can write it again.
+        """Write the instruction file of an object just stored (``object_etag``, as its
+        PUT or Complete returned it); a failure is an :class:`InstructionFileWriteError`
+        that names the object and can write it again.
 
         Why the object goes first: written the other way round, a failed (or never sent)
         object PUT after a successful instruction-file PUT would leave the *previous*
@@ -234,14 +243,32 @@ class ObjectStore:
         Object first, a failure leaves the new object unreadable until its instruction file
         is written, with everything needed to write it in the error (or in the caller's
         hands, to repeat the call). A process that dies between the two writes loses the
-        new object's key: its plaintext is still with the caller.
+        new object's key: its plaintext is still with the caller. A later write (the
+        error's, or a repeated Complete) first checks that the object is still the one
+        stored: another writer's newer object keeps its own instruction file.
         """
 
-        def write() -> None:
+        def write(again: bool = True) -> None:
+            if again and object_etag:
+                try:
+                    self.s3.head_object(
+                        Bucket=bucket,
+                        Key=key,
+                        **_s3args.forward("head", {**put_args, "IfMatch": object_etag}),
+                    )
+                except ClientError as exc:
+                    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+                        raise WriteConflictError(
+                            "the object was replaced since it was stored; its instruction file "
+                            "is not written, so the newer object keeps its own",
+                            bucket=bucket,
+                            key=key,
+                        ) from None
+                    raise
             self.put_instruction_file(bucket, key, fields, put_args)
 
         try:
-            write()
+            write(again=retry)
         except (ClientError, BotoCoreError) as exc:
             raise InstructionFileWriteError(
                 f"the object was stored, but its instruction file "

@@ -179,7 +179,6 @@ def reencrypt(
     :meth:`EncryptionClient.reencrypt`. Returns ``"rotated"``, ``"skipped"`` or
     ``"instruction-file"`` (the key is the instruction file of an object beside it)."""
     extra = dict(extra or {})
-    access = {k: extra[k] for k in _ACCESS if k in extra}
     head: dict[str, Any] = dict(
         store.s3.head_object(
             Bucket=bucket, Key=key, ChecksumMode="ENABLED", **_s3args.forward("head", extra)
@@ -187,7 +186,17 @@ def reencrypt(
     )
     etag = str(head.get("ETag") or "")
     metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-    if _is_instruction_file(store, bucket, key, metadata, access):
+    if not etag:
+        raise WriteConflictError(
+            "the store gave the object no ETag, so a rewrite could not be made conditional "
+            "on it; not rotated",
+            bucket=bucket,
+            key=key,
+        )
+    sibling_args = {
+        k: v for k, v in _s3args.forward("ranged_get", extra).items() if k != "VersionId"
+    }
+    if _is_instruction_file(store, bucket, key, metadata, sibling_args):
         return "instruction-file"
     with located(bucket, key):
         instruction = None
@@ -220,13 +229,15 @@ def reencrypt(
     )
     if result.instruction_file is not None:
         suffix = instruction_file_suffix or md.INSTRUCTION_FILE_SUFFIX
-        if suffix == md.INSTRUCTION_FILE_SUFFIX and instruction is not None:
-            condition = {"IfMatch": instruction[1]}
+        if instruction is not None and suffix == store.instruction_file_suffix and instruction[1]:
+            condition = {"IfMatch": instruction[1]}  # replacing the very file read
         else:
-            condition = {"IfNoneMatch": "*"}
+            condition = {"IfNoneMatch": "*"}  # a new name: never over an existing file
         with _conflict_on_412(bucket, key, "the object or its instruction file"):
             # The object must still be the one whose key was re-wrapped ...
-            store.s3.head_object(Bucket=bucket, Key=key, IfMatch=etag, **access)
+            store.s3.head_object(
+                Bucket=bucket, Key=key, **_s3args.forward("head", {**extra, "IfMatch": etag})
+            )
             # ... and its instruction file the one read.
             store.put_instruction_file(
                 bucket, key, result.instruction_file, extra, suffix, condition=condition

@@ -262,7 +262,13 @@ def put_object(store: ObjectStore, kwargs: Mapping[str, Any]) -> dict[str, Any]:
                 request["ContentLength"] = size
                 response = s3.put_object(**request)
     if prepared.instruction is not None:
-        store.complete_with_instruction_file(bucket, key, prepared.instruction, request)  # type: ignore[arg-type]
+        store.complete_with_instruction_file(
+            bucket,  # type: ignore[arg-type]
+            key,  # type: ignore[arg-type]
+            prepared.instruction,
+            request,
+            str(response.get("ETag") or "") or None,
+        )
     return dict(response)
 
 
@@ -341,6 +347,7 @@ class MultipartUpload:
                 "the last part (upload_part(..., IsLastPart=True)) was never uploaded, so the "
                 "object would have no authentication tag; upload it or abort the upload"
             ).at(self.bucket, self.key)
+        retry = self.completed is not None
         if self.completed is None:  # a retry after a failed instruction file skips this
             if args is None:
                 args = {
@@ -353,7 +360,12 @@ class MultipartUpload:
             self.completed = dict(self.store.s3.complete_multipart_upload(**args))
         if self.instruction is not None:
             self.store.complete_with_instruction_file(
-                self.bucket, self.key, self.instruction, self.request
+                self.bucket,
+                self.key,
+                self.instruction,
+                self.request,
+                str(self.completed.get("ETag") or "") or None,
+                retry=retry,
             )
         return self.completed
 

@@ -326,7 +326,8 @@ class _VerifiedObjects:
             collections.OrderedDict()
         )
         self._users: dict[int, int] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: a reader's finalizer may run (cyclic GC) while this thread holds it.
+        self._lock = threading.RLock()
 
     def open(self, fs: S3CSEFileSystem, bucket: str, key: str) -> VerifiedCiphertext:
         store = fs._store
@@ -430,7 +431,7 @@ class _VerifiedReadFile(ReadOnlyStream):
         return plaintext
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and hasattr(self, "_verified"):
             self._objects.done(self._verified)
         super().close()
 
@@ -449,6 +450,15 @@ class _EncryptingWriteFile(io.RawIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def __del__(self) -> None:
+        # A file nobody closed is not a finished one: never commit it from a finalizer (a
+        # truncated object would carry a valid tag, and the upload needs network and
+        # threads). What was buffered is dropped; a started multipart upload is left to
+        # the bucket's AbortIncompleteMultipartUpload rule.
+        if not self.closed:
+            self._buffer = bytearray()
+            io.RawIOBase.close(self)
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         if kind is not None:  # the with block failed: store nothing

@@ -94,3 +94,16 @@ def test_a_v3_object_whose_instruction_file_is_missing_is_never_read_as_plaintex
         client.put_object(Bucket=BUCKET, Key=KEY, Body=PLAINTEXT, InstructionFilePut=True)
     with pytest.raises(s3cse.MalformedMetadataError, match="instruction file"):
         _read(memory, allow_unencrypted_reads=True)  # x-amz-c/d/i say it is encrypted
+
+
+def test_writing_the_instruction_file_later_never_overwrites_a_newer_objects_key(
+    memory: MemoryS3, client: s3cse.EncryptionClient
+) -> None:
+    _deny_instruction_files(memory)
+    with pytest.raises(s3cse.InstructionFileWriteError) as failure:
+        client.put_object(Bucket=BUCKET, Key=KEY, Body=PLAINTEXT, InstructionFilePut=True)
+    newer = b"another writer's newer object"
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=newer, InstructionFilePut=True)
+    with pytest.raises(s3cse.WriteConflictError, match="replaced since it was stored"):
+        failure.value.write_instruction_file()
+    assert _read(memory) == newer

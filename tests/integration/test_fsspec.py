@@ -271,3 +271,13 @@ def test_the_filesystem_needs_a_key_and_never_falls_back_to_kms_discovery(server
             key=ACCESS_KEY,
             secret=SECRET_KEY,
         )
+
+
+def test_a_write_file_nobody_closed_stores_nothing(fs, bucket):
+    import gc
+
+    f = fs.open(f"{bucket}/abandoned", "wb")
+    f.write(b"half of what was meant" * 1000)
+    del f
+    gc.collect()
+    assert not fs.exists(f"{bucket}/abandoned")

@@ -279,3 +279,20 @@ def test_a_finalized_cipher_raises_a_misuse_error_not_a_configuration_error(aes_
     with pytest.raises(s3cse.CipherStateError) as info:
         enc.update(b"x")
     assert not isinstance(info.value, s3cse.ConfigurationError)
+
+
+def test_multipart_after_update_is_refused(aes_keyring):
+    enc = s3cse.begin_encryption(aes_keyring)
+    enc.update(b"a" * 16)
+    with pytest.raises(s3cse.CipherStateError, match="before any update"):
+        enc.multipart()
+
+
+def test_a_piece_the_cipher_refused_is_not_recorded_for_replays(aes_keyring):
+    enc = s3cse.begin_encryption(aes_keyring)
+    with pytest.raises(ValueError):
+        enc.update_into(b"x" * 64, bytearray(8))  # output buffer too small: nothing encrypted
+    first = enc.update(b"y" * 32) + enc.finalize()
+    enc.rewind()
+    assert enc.update(b"y" * 32) + enc.finalize() == first
+    assert s3cse.decrypt(first, enc.metadata, aes_keyring) == b"y" * 32

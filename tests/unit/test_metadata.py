@@ -328,3 +328,16 @@ def test_one_crypto_field_under_two_names_is_refused():
 def test_parser_raises_only_library_errors_on_long_values(fields):
     with contextlib.suppress(s3cse.S3CSEError):
         parse_metadata(fields)
+
+
+def test_an_instruction_file_naming_a_field_twice_is_refused():
+    with pytest.raises(s3cse.MalformedMetadataError, match="twice"):
+        s3cse.decode_instruction_file(b'{"x-amz-key-v2": "AAAA", "x-amz-key-v2": "BBBB"}')
+
+
+def test_non_ascii_names_are_not_lowered_into_crypto_field_names():
+    enc = s3cse.begin_encryption(s3cse.AesKeyring(b"\x01" * 32))
+    kelvin = dict(enc.metadata)
+    kelvin["x-amz-\u212a"] = "planted"  # the Kelvin sign lowers to "k" in Unicode
+    assert parse_metadata(kelvin).version == parse_metadata(enc.metadata).version
+    assert "x-amz-k" not in s3cse.core.metadata._normalise({"x-amz-\u212a": "v"})

@@ -154,6 +154,7 @@ class _ReplayGuard:
         self._index = 0
         self._finished_length: int | None = None  # plaintext length of a completed pass
         self._length = 0
+        self._last_appended = False
 
     def rewind(self) -> None:
         self._index = self._length = 0
@@ -178,11 +179,26 @@ class _ReplayGuard:
                 f"the upload source grew between passes over it (the first pass had "
                 f"{self._finished_length} bytes); refusing to encrypt it under the same IV"
             )
-        else:
+        appended = i >= len(self._lengths)
+        if appended:
             self._lengths.append(len(data))
             self._tags += tag
+        self._last_appended = appended
         self._index += 1
         self._length += len(data)
+
+    def undo(self, data: bytes | bytearray | memoryview) -> None:
+        """Forget the last piece: the cipher refused it, so it was never encrypted."""
+        self._index -= 1
+        self._length -= len(data)
+        if self._last_appended:
+            self._lengths.pop()
+            del self._tags[-16:]
+            self._last_appended = False
+
+    @property
+    def started(self) -> bool:
+        return self._length > 0 or bool(self._lengths)
 
     def finish(self) -> None:
         if self._finished_length is None:
@@ -263,12 +279,20 @@ class ObjectEncryptor:
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         self._check_usable()
         self._guard.check(data)
-        return self._cipher.update(data)
+        try:
+            return self._cipher.update(data)
+        except BaseException:
+            self._guard.undo(data)
+            raise
 
     def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> int:
         self._check_usable()
         self._guard.check(data)
-        return self._cipher.update_into(data, out)
+        try:
+            return self._cipher.update_into(data, out)
+        except BaseException:
+            self._guard.undo(data)
+            raise
 
     def finalize(self) -> bytes:
         """Finish the content and return the 16-byte tag that ends the ciphertext."""
@@ -286,6 +310,11 @@ class ObjectEncryptor:
 
     def multipart(self) -> MultipartEncryptor:
         """Switch to part-by-part encryption (use instead of update/finalize)."""
+        if self._guard.started or self._cipher.finished:
+            raise CipherStateError(
+                "multipart() must come before any update(): this encryptor has started a "
+                "stream already"
+            )
         self._multipart = True
         return MultipartEncryptor(self._cipher)
 

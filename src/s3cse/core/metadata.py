@@ -276,7 +276,9 @@ def _normalise(metadata: Mapping[str, str], *, from_s3: bool = True) -> dict[str
     for name, value in metadata.items():
         if not isinstance(name, str):
             raise MalformedMetadataError("a metadata name is not a string")
-        key = name.lower()
+        # ASCII-only lowering: str.lower() maps e.g. the Kelvin sign to "k", which would
+        # make a name no other reader knows into one of ours.
+        key = name.lower() if name.isascii() else name
         if key.startswith("x-amz-meta-"):
             key = key[len("x-amz-meta-") :]
         if not isinstance(value, str):
@@ -290,6 +292,12 @@ def _normalise(metadata: Mapping[str, str], *, from_s3: bool = True) -> dict[str
             )
         out[key] = decode_metadata_value(value) if from_s3 else value
     return out
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """An attacker's value as an error message may show it: quoted, and cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...' ({len(str(value))} characters)"
 
 
 def _required(fields: Mapping[str, str], name: str) -> str:
@@ -307,7 +315,7 @@ def _wrap_algorithm(
         return table[value]
     except KeyError:
         raise MalformedMetadataError(
-            f"unknown {what} {value!r} in {name}; expected one of {', '.join(sorted(table))}",
+            f"unknown {what} {_shown(value)} in {name}; expected one of {', '.join(sorted(table))}",
             field=name,
         ) from None
 
@@ -481,7 +489,7 @@ def _parse_v1_v2(fields: Mapping[str, str], *, from_file: bool) -> ContentMetada
         suite = AlgorithmSuite.AES_256_GCM_IV12_TAG16_NO_KDF
         if fields.get(TAG_LEN) != "128":
             raise MalformedMetadataError(
-                f"{TAG_LEN} must be 128 for {_CEK_GCM}, found {fields.get(TAG_LEN)!r}",
+                f"{TAG_LEN} must be 128 for {_CEK_GCM}, found {_shown(fields.get(TAG_LEN))}",
                 field=TAG_LEN,
             )
     elif cek == _CEK_CBC:
@@ -495,7 +503,7 @@ def _parse_v1_v2(fields: Mapping[str, str], *, from_file: bool) -> ContentMetada
         raise MalformedMetadataError(f"crypto metadata field {CEK_ALG} is missing", field=CEK_ALG)
     else:
         raise MalformedMetadataError(
-            f"unknown content algorithm {cek!r} in {CEK_ALG}; expected {_CEK_GCM} or {_CEK_CBC}",
+            f"unknown content algorithm {_shown(cek)} in {CEK_ALG}; expected {_CEK_GCM} or {_CEK_CBC}",
             field=CEK_ALG,
         )
     wrap = _wrap_algorithm(_V2_WRAP_ALGS_BY_NAME, fields, WRAP_ALG, "wrap algorithm")
@@ -543,7 +551,7 @@ def _parse_v3(obj: Mapping[str, str], file: Mapping[str, str] | None) -> Content
     cek = _required(obj, V3_CEK)
     if cek != _V3_CEK_VALUE:
         raise MalformedMetadataError(
-            f"unknown V3 content algorithm {cek!r} in {V3_CEK}; expected {_V3_CEK_VALUE}",
+            f"unknown V3 content algorithm {_shown(cek)} in {V3_CEK}; expected {_V3_CEK_VALUE}",
             field=V3_CEK,
         )
     wrap = _wrap_algorithm(_V3_WRAP_ALGS_BY_CODE, wrapped, V3_WRAP, "V3 wrap algorithm code")
@@ -640,9 +648,18 @@ def encode_instruction_file(fields: Mapping[str, str]) -> bytes:
 
 def decode_instruction_file(body: bytes) -> dict[str, str]:
     """Parse an instruction file body; raise MalformedMetadataError if it is not one."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names):
+            raise MalformedMetadataError("the instruction file names a field twice")
+        return dict(pairs)
+
     try:
-        value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, MalformedMetadataError):
+            raise
         raise MalformedMetadataError("the instruction file is not valid JSON") from None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
