@@ -366,3 +366,21 @@ def test_verify_authenticates_the_content_before_rotating_and_refuses_a_tampered
     )
     with pytest.raises(s3cse.S3CSEError):  # the tampered object kept its old key
         _read_with(memory, other_keyring(), key="p/bad")
+
+
+_ONE_ATTRIBUTE = {
+    **{name: {name: value} for name, value in _ATTRIBUTES.items()},
+    "SSE-S3": {"ServerSideEncryption": "AES256"},
+    "SSE-KMS with its key id": dict(SSE_KMS),
+    "SSE-KMS bucket key": {**SSE_KMS, "BucketKeyEnabled": True},
+}
+
+
+@pytest.mark.parametrize("attribute", sorted(_ONE_ATTRIBUTE))
+def test_a_metadata_rewrite_keeps_this_attribute(
+    memory: MemoryS3, client: s3cse.EncryptionClient, attribute: str
+) -> None:
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=PLAINTEXT, **_ONE_ATTRIBUTE[attribute])
+    before = _stored_attributes(memory)
+    assert client.reencrypt(BUCKET, KEY, other_keyring()) == "rotated"
+    assert _stored_attributes(memory) == before, attribute
