@@ -195,7 +195,7 @@ class ObjectStore:
             raise MetadataTooLargeError(
                 f"the user metadata is {user_size} bytes and the crypto metadata that must "
                 f"stay beside it {total - user_size} more ({total} in all, counted with the "
-                f"x-amz-meta- names); S3 stores 2 KB and s3cse keeps within "
+                f"x-amz-meta- names); S3 stores {_s3args.USER_METADATA_LIMIT} bytes and s3cse keeps within "
                 f"{_s3args.USER_METADATA_BUDGET} bytes: shorten the user metadata to at most "
                 f"{_s3args.USER_METADATA_BUDGET - (total - user_size)} bytes, or keep it in "
                 "the object's content or tags"
