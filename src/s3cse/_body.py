@@ -7,6 +7,8 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .errors import ReadInterruptedError
+
 __all__ = ["DecryptedBody", "ReadOnlyStream", "readinto_exactly", "split_lines"]
 
 _MiB = 1024 * 1024
@@ -55,6 +57,9 @@ class DecryptedBody(io.RawIOBase):
 
     ``chunks`` yields plaintext pieces; it is drained lazily, so memory stays at one
     piece. ``on_close`` releases the source (HTTP connection or spool file).
+
+    Once a read failed (an integrity error, a cut connection, an interrupt), every later
+    read fails too: the body never looks like it ended cleanly after a failure.
     """
 
     _DEFAULT_CHUNK_SIZE = 1024
@@ -72,6 +77,7 @@ class DecryptedBody(io.RawIOBase):
         self._on_close = on_close
         self._amount_read = 0
         self._eof = False
+        self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<DecryptedBody {self._content_length} bytes, {self._amount_read} read>"
@@ -86,11 +92,23 @@ class DecryptedBody(io.RawIOBase):
 
     def _next_piece(self) -> bool:
         while not self._eof:
+            if self._failure is not None:
+                raise self._failure
             try:
                 piece = next(self._chunks)
             except StopIteration:
                 self._eof = True
                 return False
+            except Exception as exc:
+                self._failure = exc
+                raise
+            except BaseException as exc:  # interrupted (KeyboardInterrupt, a cancelled call)
+                self._failure = ReadInterruptedError(
+                    f"an earlier read of this body was interrupted ({type(exc).__name__}) "
+                    f"after {self._amount_read} bytes: the rest cannot be returned in order",
+                    position=self._amount_read,
+                )
+                raise
             if len(piece):
                 self._current = memoryview(piece)
                 return True
@@ -112,13 +130,13 @@ class DecryptedBody(io.RawIOBase):
             raise ValueError("read of closed DecryptedBody")
         if amt is None or amt < 0:
             parts = [bytes(self._current)]
-            self._amount_read += len(self._current)
             self._current = memoryview(b"")
             while self._next_piece():
                 parts.append(bytes(self._current))
-                self._amount_read += len(self._current)
                 self._current = memoryview(b"")
-            return b"".join(parts)
+            data = b"".join(parts)
+            self._amount_read += len(data)  # counted once returned: a failure loses them
+            return data
         if len(self._current) >= amt:  # the common case: one copy
             data = bytes(self._current[:amt])
             self._current = self._current[amt:]

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _s3args
 from ._body import ReadOnlyStream, readinto_exactly
-from ._bridge import LOOP
+from ._bridge import cleanup, in_async_call
 from ._objects import ObjectStore, PreparedUpload
 from .core.ciphers import TAG_LENGTH
 from .core.envelope import ObjectEncryptor
@@ -85,7 +85,7 @@ class EncryptingReader(ReadOnlyStream):
         self._checksum: int | None = None  # CRC32 of the whole body, once a pass completed
         # Read ahead only where a thread can help: bodies of several chunks, and not on
         # an async client's worker (which reads the body in one go, pacing the loop).
-        self._ahead = length > 2 * _CHUNK and LOOP.get() is None
+        self._ahead = length > 2 * _CHUNK and not in_async_call()
         self._helper: concurrent.futures.ThreadPoolExecutor | None = None
         self._next: concurrent.futures.Future[memoryview | None] | None = None
 
@@ -243,7 +243,7 @@ def put_object(store: ObjectStore, kwargs: Mapping[str, Any]) -> dict[str, Any]:
             reader = EncryptingReader(source, length, encryptor)
             try:
                 if (
-                    LOOP.get() is None  # the async client reads the body once, with its CRC32
+                    not in_async_call()  # the async client reads the body once, with its CRC32
                     and _s3args.checksum_is_a_separate_pass(s3)
                     and _s3args.botocore_adds_crc32(s3, request)
                 ):
@@ -370,12 +370,14 @@ class MultipartUpload:
         return self.completed
 
     def abort(self) -> dict[str, Any]:
-        """Abort the upload, with the caller's access arguments."""
-        return dict(
-            self.store.s3.abort_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                **_s3args.forward("abort_multipart_upload", self.request),
+        """Abort the upload, with the caller's access arguments (also when the async call
+        doing the upload was cancelled: aborting is its cleanup)."""
+        with cleanup():
+            return dict(
+                self.store.s3.abort_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    **_s3args.forward("abort_multipart_upload", self.request),
+                )
             )
-        )

@@ -1,5 +1,10 @@
 """asyncio: ``AsyncEncryptionClient`` over an aiobotocore S3 client (and KMS client).
 
+Cancellation and timeouts stop a call where it is: its requests in flight are
+cancelled, what it started is cleaned up (a multipart upload aborted, a partial
+download removed) on the loop, and only then does the ``CancelledError`` reach the
+caller. Progress callbacks (``Callback``, ``progress``) are called on the event loop.
+
 The async shell drives the very same shell logic as :class:`s3cse.EncryptionClient`
 (and through it the sans-IO core): each call runs on a worker thread, and every S3 or
 KMS request that logic makes is sent by aiobotocore *on the event loop*, bridged back
@@ -26,14 +31,14 @@ import inspect
 import itertools
 import tempfile
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from ._body import split_lines
-from ._bridge import LOOP, cooperate, run_awaitable
+from ._bridge import CALL, Call, CallCancelled, cleanup, cooperate, run_awaitable
 from ._s3args import botocore_adds_crc32
 from .client import EncryptionClient
-from .errors import ConfigurationError
+from .errors import ClientClosedError, ConfigurationError, ReadInterruptedError
 
 __all__ = ["AsyncDecryptedBody", "AsyncEncryptionClient", "run_awaitable"]
 
@@ -58,7 +63,11 @@ class _SyncBody:
         return b"".join(pieces)
 
     def close(self) -> None:
-        run_awaitable(_call(self._body.close))
+        if CALL.get() is None:  # on the loop's thread (AsyncDecryptedBody.close)
+            self._body.close()
+            return
+        with cleanup():  # also after a cancel: it releases the connection
+            run_awaitable(_call(self._body.close))
 
 
 async def _call(fn: Callable[[], Any]) -> Any:
@@ -156,15 +165,62 @@ class _SyncS3:
 
 class AsyncDecryptedBody:
     """The plaintext ``Body`` of :meth:`AsyncEncryptionClient.get_object`: ``await read(n)``,
-    ``async for chunk in iter_chunks(n)``, ``async with``, ``await close()``."""
+    ``async for chunk in iter_chunks(n)``, ``async with``, ``await close()``.
 
-    def __init__(self, body: Any, runner: Callable[..., Awaitable[Any]]):
+    One read runs at a time. A read cancelled (or timed out) before its bytes arrived
+    loses nothing: they are returned by the next read. One cancelled while they were
+    arriving leaves the body closed, and the next read raises
+    :class:`~s3cse.errors.ReadInterruptedError` with the position to resume from."""
+
+    def __init__(self, body: Any, client: AsyncEncryptionClient, bucket: Any, key: Any):
         self._body = body
-        self._run = runner
+        self._client = client
+        self._bucket, self._key = bucket, key
+        self._lock = asyncio.Lock()
+        self._pending = b""
+        self._position = 0  # plaintext bytes returned so far
+        self._interrupted: ReadInterruptedError | None = None
+
+    def _read_on_worker(self, amt: int | None) -> bytes:
+        try:
+            data: bytes = self._body.read(amt)
+        except BaseException:
+            if isinstance(CALL.get(), Call) and CALL.get().cancelled:  # type: ignore[union-attr]
+                # Cut off mid-read: what was decrypted of this read is gone with it.
+                with contextlib.suppress(Exception):
+                    self._body.close()
+            raise
+        return data
+
+    def _settled(self, future: concurrent.futures.Future[bytes]) -> None:
+        """After a cancelled read: keep its bytes, or remember that they are lost."""
+        if future.cancelled():  # never started: nothing was read
+            return
+        if future.exception() is None:
+            self._pending = future.result() + self._pending
+        elif isinstance(future.exception(), CallCancelled):
+            self._interrupted = ReadInterruptedError(
+                f"a read of this body was cancelled while its bytes were arriving, after "
+                f"{self._position} bytes of plaintext were returned: the rest cannot be "
+                f"returned in order; call get_object again (Range='bytes={self._position}-' "
+                "resumes)",
+                position=self._position,
+                bucket=self._bucket,
+                key=self._key,
+            )
 
     async def read(self, amt: int | None = None) -> bytes:
-        data: bytes = await self._run(self._body.read, amt)
-        return data
+        async with self._lock:
+            if self._interrupted is not None:
+                raise self._interrupted
+            if amt is not None and 0 <= amt <= len(self._pending):
+                data, self._pending = self._pending[:amt], self._pending[amt:]
+            else:
+                want = None if amt is None or amt < 0 else amt - len(self._pending)
+                more = await self._client._run(self._read_on_worker, want, settled=self._settled)
+                data, self._pending = self._pending + more, b""
+            self._position += len(data)
+            return data
 
     async def iter_chunks(self, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         while True:
@@ -185,13 +241,36 @@ class AsyncDecryptedBody:
             yield pending.splitlines(keepends)[0]
 
     async def close(self) -> None:
-        await self._run(self._body.close)
+        async with self._lock:
+            self._pending = b""
+            # Here, on the loop's thread: closing only drops buffers and the connection,
+            # and works after the client was closed.
+            self._body.close()
 
     async def __aenter__(self) -> AsyncDecryptedBody:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+#: Arguments that are progress callbacks, called on the event loop.
+_CALLBACKS = ("Callback", "progress")
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., Any]) -> Callable[..., None]:
+    def call(*args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+            loop.call_soon_threadsafe(callback, *args)
+
+    return call
+
+
+async def _settle(future: asyncio.Future[Any]) -> None:
+    """Wait for ``future`` to finish, whatever it raises, even if cancelled meanwhile."""
+    while not future.done():
+        with contextlib.suppress(BaseException):
+            await asyncio.wait([future])
 
 
 class AsyncEncryptionClient:
@@ -211,6 +290,7 @@ class AsyncEncryptionClient:
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_threads, thread_name_prefix="s3cse-aio"
         )
+        self._closed = False
 
     def __repr__(self) -> str:
         return "Async" + repr(self._sync)
@@ -219,16 +299,50 @@ class AsyncEncryptionClient:
     def s3_client(self) -> Any:
         return self._aio
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on a worker thread whose S3/KMS requests come back to this loop."""
+    async def _run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        settled: Callable[[concurrent.futures.Future[T]], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn`` on a worker thread whose S3/KMS requests come back to this loop.
+
+        If the awaiting task is cancelled, the worker is cancelled too and waited for
+        (its cleanup needs this loop) before the cancel goes on; ``settled`` then sees
+        how it ended."""
+        if self._closed:
+            raise ClientClosedError(
+                "this AsyncEncryptionClient was closed (await client.close(), or the end of "
+                "its async with block); make the call before closing it, or use a new client"
+            )
         loop = asyncio.get_running_loop()
+        call = Call(loop)
         context = contextvars.copy_context()
-        context.run(LOOP.set, loop)
-        return await loop.run_in_executor(
-            self._threads, functools.partial(context.run, fn, *args, **kwargs)
-        )
+        context.run(CALL.set, call)
+        submitted = self._threads.submit(functools.partial(context.run, fn, *args, **kwargs))
+        future = asyncio.wrap_future(submitted, loop=loop)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if submitted.cancel():  # not started: nothing to undo
+                if settled is not None:
+                    settled(submitted)
+                raise
+            call.cancel()
+            await _settle(future)
+            if not future.cancelled():
+                future.exception()  # retrieved: how the worker ended is settled's to judge
+            if settled is not None:
+                settled(submitted)
+            raise
+        except CallCancelled:  # never let it reach the task (it is a BaseException)
+            raise asyncio.CancelledError() from None
 
     async def close(self) -> None:
+        """Refuse new calls and let the worker threads end when idle (never waits for them:
+        calls in flight finish, or are cancelled by their callers)."""
+        self._closed = True
         self._threads.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncEncryptionClient:
@@ -238,8 +352,10 @@ class AsyncEncryptionClient:
         await self.close()
 
     async def get_object(self, **kwargs: Any) -> dict[str, Any]:
-        response = await self._run(self._sync.get_object, **kwargs)
-        response["Body"] = AsyncDecryptedBody(response["Body"], self._run)
+        response: dict[str, Any] = await self._run(self._sync.get_object, **kwargs)
+        response["Body"] = AsyncDecryptedBody(
+            response["Body"], self, kwargs.get("Bucket"), kwargs.get("Key")
+        )
         return response
 
     def __getattr__(self, name: str) -> Any:
@@ -248,9 +364,23 @@ class AsyncEncryptionClient:
         method = getattr(self._sync, name)  # raises UnsafeOperationError where the sync one does
         if not callable(method):
             return method
+        try:
+            signature: inspect.Signature | None = inspect.signature(method)
+        except (TypeError, ValueError):
+            signature = None
+        takes_callbacks = signature is not None and any(
+            p in signature.parameters for p in _CALLBACKS
+        )
 
         @functools.wraps(method)
         async def call(*args: Any, **kwargs: Any) -> Any:
+            if takes_callbacks and signature is not None:
+                bound = signature.bind(*args, **kwargs)
+                loop = asyncio.get_running_loop()
+                for p in _CALLBACKS:
+                    if callable(bound.arguments.get(p)):
+                        bound.arguments[p] = _on_loop(loop, bound.arguments[p])
+                args, kwargs = bound.args, bound.kwargs
             return await self._run(method, *args, **kwargs)
 
         return call

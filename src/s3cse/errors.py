@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 
 __all__ = [
     "CipherStateError",
+    "ClientClosedError",
     "CommitmentMismatchError",
     "CommitmentPolicyError",
     "ConfigurationError",
     "DataKeyUnwrapError",
     "DuplicateMetadataError",
     "EncryptionContextMismatchError",
+    "EventLoopStoppedError",
     "InstructionFileWriteError",
     "IntegrityError",
     "InvalidKeyError",
@@ -34,6 +36,7 @@ __all__ = [
     "NotEncryptedError",
     "PlaintextTooLargeError",
     "RangeNotAllowedError",
+    "ReadInterruptedError",
     "S3CSEError",
     "SourceChangedError",
     "SpoolSpaceError",
@@ -203,6 +206,27 @@ class RangeNotAllowedError(S3CSEError):
 
 class UnsafeOperationError(S3CSEError):
     """The operation would store plaintext or bypass the format; the message names the safe way."""
+
+
+class ClientClosedError(S3CSEError, RuntimeError):
+    """The client was closed (``await client.close()`` or the end of its ``async with``)
+    before this call; make calls before closing it, or use a new client."""
+
+
+class EventLoopStoppedError(S3CSEError, RuntimeError):
+    """An async call's event loop stopped (or closed) while the call was still working,
+    neither awaited to its end nor cancelled: its next request could not be sent. What it
+    had started is left as it was (a multipart upload stays open until aborted)."""
+
+
+class ReadInterruptedError(S3CSEError):
+    """A read of a body was cancelled (or timed out) while its bytes were arriving: the
+    rest cannot be returned in order. ``position`` is how many plaintext bytes the body
+    returned before; a new ``get_object`` (with ``Range`` to resume) reads on."""
+
+    def __init__(self, message: str, *, position: int, **kwargs: str | None):
+        super().__init__(message, **kwargs)
+        self.position = position
 
 
 class SpoolSpaceError(S3CSEError, OSError):

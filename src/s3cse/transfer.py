@@ -186,11 +186,17 @@ def _multipart_upload(
         upload.complete(done_parts)
     except BaseException:
         if upload.completed is None:  # else the object exists; only its instruction file failed
-            log.warning(
-                "multipart upload of s3://%s/%s failed; aborting %s", bucket, key, upload.upload_id
-            )
-            with contextlib.suppress(Exception):
+            try:
                 upload.abort()
+            except Exception as exc:
+                log.warning(
+                    "multipart upload %s of s3://%s/%s failed and could not be aborted (%s); "
+                    "it stays open until aborted",
+                    upload.upload_id,
+                    bucket,
+                    key,
+                    exc,
+                )
         raise
 
 

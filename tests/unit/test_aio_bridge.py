@@ -1,18 +1,23 @@
-"""The async shell's plumbing, without servers: hand-over to the loop, checksums off it."""
+"""The async shell's plumbing, without servers: hand-over to the loop, checksums off it,
+cancellation, and never waiting for a loop that has stopped."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextvars
+import gc
 import threading
 import time
+import warnings
 import zlib
 
+import pytest
 from botocore.config import Config
 
 from s3cse import _bridge
 from s3cse.aio import _SyncS3
+from s3cse.errors import EventLoopStoppedError
 
 
 def test_cooperate_without_a_loop_returns_at_once(monkeypatch):
@@ -39,7 +44,7 @@ def test_cooperate_lets_the_loop_run_a_callback():
         loop.call_soon_threadsafe = spy  # type: ignore[method-assign]
 
         def worker():
-            _bridge.LOOP.set(loop)
+            _bridge.CALL.set(_bridge.Call(loop))
             _bridge._last_hand_over.at = 0.0
             _bridge.cooperate()  # busy long enough: hands over
             _bridge.cooperate()  # right after a hand-over: does not
@@ -52,7 +57,7 @@ def test_cooperate_lets_the_loop_run_a_callback():
     assert len(ran_on_loop) == 2
 
 
-def test_cooperate_with_a_closed_loop_does_not_block(monkeypatch):
+def test_cooperate_with_a_closed_loop_raises_instead_of_blocking(monkeypatch):
     loop = asyncio.new_event_loop()
     loop.close()
     waits = []
@@ -65,12 +70,146 @@ def test_cooperate_with_a_closed_loop_does_not_block(monkeypatch):
     monkeypatch.setattr(_bridge.threading, "Event", Event)
 
     def worker():
-        _bridge.LOOP.set(loop)
+        _bridge.CALL.set(_bridge.Call(loop))
         _bridge._last_hand_over.at = 0.0
         _bridge.cooperate()
 
-    contextvars.copy_context().run(worker)
+    with pytest.raises(EventLoopStoppedError, match="no longer running"):
+        contextvars.copy_context().run(worker)
     assert waits == []  # nothing to yield to: no wait for a callback that never runs
+
+
+def _in_worker(fn):
+    """Run ``fn`` on a new thread; (its result or exception). The join is bounded: a
+    worker that waited for a stopped loop would hang the interpreter at exit."""
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(("ok", fn()))
+        except BaseException as exc:
+            outcome.append(("raised", exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the worker still waits for a loop that stopped"
+    return outcome[0]
+
+
+async def _forever():
+    await asyncio.Event().wait()
+
+
+def _never_awaited_warnings(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+        gc.collect()
+    return result, [w for w in caught if "never awaited" in str(w.message)]
+
+
+@pytest.mark.parametrize("state", ["closed", "never run again"])
+def test_a_request_for_a_loop_that_is_not_running_raises_and_leaves_no_coroutine(state):
+    loop = asyncio.new_event_loop()
+    if state == "closed":
+        loop.close()
+
+    def worker():
+        _bridge.CALL.set(_bridge.Call(loop))
+        return _bridge.run_awaitable(_forever())
+
+    (kind, result), warned = _never_awaited_warnings(
+        lambda: _in_worker(lambda: contextvars.copy_context().run(worker))
+    )
+    assert kind == "raised" and isinstance(result, EventLoopStoppedError), result
+    assert "await or cancel" in str(result)
+    assert warned == []
+    loop.close()
+
+
+def test_a_worker_waiting_on_a_loop_that_then_stops_raises():
+    """As after run_until_complete() returns with the call's task still pending: the loop
+    exists but never runs again. The worker must not wait for it forever."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def request():
+        started.set()
+        await asyncio.Event().wait()  # a response that never comes
+
+    def worker():
+        _bridge.CALL.set(_bridge.Call(loop))
+        return _bridge.run_awaitable(request())
+
+    outcome: list = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(_in_worker(lambda: contextvars.copy_context().run(worker)))
+    )
+
+    async def until_started():
+        thread.start()
+        for _ in range(3000):  # bounded: 30 s
+            if started.is_set():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the request never ran on the loop")
+
+    loop.run_until_complete(until_started())  # the request runs, then the loop stops
+    thread.join(60)
+    assert not thread.is_alive()
+    kind, result = outcome[0]
+    assert kind == "raised" and isinstance(result, EventLoopStoppedError), result
+    loop.close()
+
+
+def test_cancel_stops_the_request_in_flight_and_later_ones_but_not_cleanup():
+    async def main():
+        loop = asyncio.get_running_loop()
+        call = _bridge.Call(loop)
+        in_flight = asyncio.Event()
+        cancelled_on_loop = []
+
+        async def request():
+            in_flight.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled_on_loop.append(True)
+                raise
+
+        async def cleanup_request():
+            return "aborted"
+
+        def worker():
+            _bridge.CALL.set(call)
+            outcome = []
+            try:
+                _bridge.run_awaitable(request())
+            except _bridge.CallCancelled:
+                outcome.append("cancelled")
+            try:
+                _bridge.run_awaitable(request())
+            except _bridge.CallCancelled:
+                outcome.append("refused")
+            try:
+                _bridge.cooperate()
+            except _bridge.CallCancelled:
+                outcome.append("stopped")
+            with _bridge.cleanup():
+                outcome.append(_bridge.run_awaitable(cleanup_request()))
+                _bridge.cooperate()  # cleanup is not stopped either
+            return outcome
+
+        work = loop.run_in_executor(None, contextvars.copy_context().run, worker)
+        await in_flight.wait()
+        call.cancel()
+        outcome = await work
+        return outcome, cancelled_on_loop
+
+    outcome, cancelled_on_loop = asyncio.run(main())
+    assert outcome == ["cancelled", "refused", "stopped", "aborted"]
+    assert cancelled_on_loop == [True]  # the request was cancelled on the loop, not left behind
 
 
 class _RecordingS3:

@@ -74,3 +74,25 @@ def test_release_closes_the_file_without_starting_a_thread():
     while not spool.closed and time.monotonic() < deadline:
         time.sleep(0.01)
     assert spool.closed
+
+
+def test_a_body_whose_read_failed_never_reads_as_ended():
+    from s3cse._body import DecryptedBody
+    from s3cse.errors import IntegrityError, ReadInterruptedError
+
+    def failing(error):
+        yield b"first"
+        raise error
+
+    body = DecryptedBody(failing(IntegrityError("tag mismatch")), None)
+    assert body.read(5) == b"first"
+    for _ in range(2):  # not b"" (a clean end) on the read after the failure
+        with pytest.raises(IntegrityError, match="tag mismatch"):
+            body.read(5)
+    body = DecryptedBody(failing(KeyboardInterrupt()), None)
+    assert body.read(3) == b"fir"
+    with pytest.raises(KeyboardInterrupt):
+        body.read()
+    with pytest.raises(ReadInterruptedError, match="after 3 bytes") as caught:
+        body.read()
+    assert caught.value.position == 3
