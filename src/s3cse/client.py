@@ -459,7 +459,7 @@ class EncryptionClient:
             crypto = {k: v for k, v in source_metadata.items() if k in md.crypto_metadata_keys()}
             kwargs["Metadata"] = {**user, **crypto}
         response = dict(self._store.s3.copy_object(**kwargs))
-        if md.needs_instruction_file(source_metadata) and not src_version:
+        if md.needs_instruction_file(source_metadata):  # a version reads the current one too
             self._store.copy_instruction_file(
                 src_bucket,
                 src_key,

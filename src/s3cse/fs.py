@@ -19,12 +19,15 @@ import collections
 import contextlib
 import io
 import json
+import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import s3fs
+from botocore.exceptions import ClientError
 
 from . import transfer
 from ._body import ReadOnlyStream
@@ -33,12 +36,54 @@ from ._keyfiles import KeyOptions, build_keyrings, parse_json_map
 from ._upload import MultipartUpload, put_object
 from .client import EncryptionClient
 from .core import metadata as md
-from .errors import ConfigurationError, NotEncryptedError, UnsafeOperationError, located
+from .errors import (
+    ConfigurationError,
+    NotEncryptedError,
+    S3CSEError,
+    UnsafeOperationError,
+    located,
+)
 
 __all__ = ["S3CSEFileSystem"]
 
+log = logging.getLogger(__name__)
+
 _MiB = 1024 * 1024
 _PART = 8 * _MiB
+#: HEADs in flight at once while a detailed listing learns plaintext sizes.
+_LISTING_HEADS = 32
+
+
+def _path_version(path: str) -> str | None:
+    """The ``?versionId=`` of a path, whatever the filesystem's version_aware says."""
+    _, found, version = str(path).partition("?versionId=")
+    return version if found and version else None
+
+
+class _Sizes:
+    """Plaintext sizes learnt from HEADs, by (bucket, key, ETag); the newest ``limit``."""
+
+    def __init__(self, limit: int = 100_000):
+        self._limit = limit
+        self._entries: collections.OrderedDict[tuple[str, str, str], tuple[bool, int | None]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, name: tuple[str, str, str]) -> tuple[bool, int | None] | None:
+        if not name[2]:
+            return None
+        with self._lock:
+            return self._entries.get(name)
+
+    def put(self, name: tuple[str, str, str], value: tuple[bool, int | None]) -> None:
+        if not name[2]:
+            return
+        with self._lock:
+            self._entries[name] = value
+            self._entries.move_to_end(name)
+            while len(self._entries) > self._limit:
+                self._entries.popitem(last=False)
 
 
 def _names(value: Sequence[str] | str) -> list[str]:
@@ -73,6 +118,7 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
     ):
         super().__init__(*args, endpoint_url=endpoint_url, **kwargs)
         self._verified = _VerifiedObjects(int(verified_cache_bytes))
+        self._sizes = _Sizes()
         self.encryption_context = parse_json_map(encryption_context, "encryption_context")
         import boto3
         from botocore.config import Config
@@ -136,14 +182,19 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         name = entry["name"] if isinstance(entry, dict) else entry
         return not str(name).endswith(md.INSTRUCTION_FILE_SUFFIX)
 
-    async def _ls(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        entries = await super()._ls(path, *args, **kwargs)
-        return [e for e in entries if self._visible(e)]
+    async def _ls(self, path: str, detail: bool = False, *args: Any, **kwargs: Any) -> Any:
+        entries = await super()._ls(path, detail, *args, **kwargs)
+        visible = [e for e in entries if self._visible(e)]
+        if detail:
+            return await self._listed_sizes(visible)
+        return visible
 
     async def _find(self, path: str, *args: Any, detail: bool = False, **kwargs: Any) -> Any:
         found = await super()._find(path, *args, detail=detail, **kwargs)
         if isinstance(found, dict):
-            return {k: v for k, v in found.items() if self._visible(k)}
+            names = [k for k in found if self._visible(k)]
+            sized = await self._listed_sizes([found[k] for k in names])
+            return dict(zip(names, sized, strict=True))
         return [f for f in found if self._visible(f)]
 
     def find(self, path: str, *args: Any, **kwargs: Any) -> Any:
@@ -152,21 +203,19 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
 
         return sync(self.loop, self._find, path, *args, **kwargs)
 
-    async def _info(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        bucket, key, version_id = self.split_path(path)
+    async def _info(
+        self, path: str, *args: Any, version_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        bucket, key, version = self._split(path, version_id)
         head = None
         if key:
             # One HEAD gives both s3fs's fields and the crypto metadata (s3fs's own HEAD
             # drops the user metadata); directories and misses take s3fs's way.
             with contextlib.suppress(FileNotFoundError):
-                head = await self._call_s3(
-                    "head_object",
-                    self.kwargs,
-                    Bucket=bucket,
-                    Key=key,
-                    **({"VersionId": version_id} if version_id else {}),
-                )
+                head = await self._head(bucket, key, version)
         if head is None:
+            if version is not None:
+                raise FileNotFoundError(path)
             found: dict[str, Any] = await super()._info(path, *args, **kwargs)
             return found
         info: dict[str, Any] = {
@@ -179,17 +228,71 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             "VersionId": head.get("VersionId"),
             "ContentType": head.get("ContentType"),
         }
-        try:
-            content = await asyncio.to_thread(
-                self._store.content_metadata, bucket, key, head.get("Metadata", {}), {}
-            )
-        except NotEncryptedError:
-            return info
-        size = content.plaintext_length(int(info["size"]))
-        if size is not None:
-            info["size"] = size
-        info["encrypted"] = True
-        return info
+        return await self._with_plaintext_size(info, bucket, key, head)
+
+    async def _head(self, bucket: str, key: str, version: str | None) -> dict[str, Any]:
+        head: dict[str, Any] = await self._call_s3(
+            "head_object",
+            self.kwargs,
+            Bucket=bucket,
+            Key=key,
+            **({"VersionId": version} if version else {}),
+        )
+        return head
+
+    async def _with_plaintext_size(
+        self, entry: dict[str, Any], bucket: str, key: str, head: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``entry`` with the plaintext ``size`` (and ``encrypted``, ``stored_size``) when
+        the format tells it without a key; plaintext objects keep theirs, and so do objects
+        whose crypto metadata cannot be parsed (``size_error`` says why)."""
+        stored = int(head["ContentLength"])
+        cached = self._sizes.get((bucket, key, str(head.get("ETag") or "")))
+        if cached is None:
+            try:
+                content = await asyncio.to_thread(
+                    self._store.content_metadata, bucket, key, head.get("Metadata", {}), {}
+                )
+            except NotEncryptedError:
+                cached = (False, stored)
+            except S3CSEError as exc:  # planted or damaged metadata: reading it will say so
+                return dict(entry, size_error=str(exc))
+            else:
+                cached = (True, content.plaintext_length(stored))
+            self._sizes.put((bucket, key, str(head.get("ETag") or "")), cached)
+        encrypted, size = cached
+        entry = dict(entry)
+        if encrypted:
+            entry["encrypted"] = True
+            entry["stored_size"] = stored
+            entry["size"] = size  # None: a legacy CBC object without its length field
+        return entry
+
+    async def _listed_sizes(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Listing entries with plaintext sizes: one HEAD per file not seen before (same
+        ETag), at most ``_LISTING_HEADS`` at once. An object whose metadata cannot be read
+        keeps its stored size (and ``size_error`` says why): a listing never fails on
+        one object."""
+        limit = asyncio.Semaphore(_LISTING_HEADS)
+
+        async def one(entry: dict[str, Any]) -> dict[str, Any]:
+            if entry.get("type") != "file":
+                return entry
+            bucket, key, _ = self.split_path(entry["name"])
+            etag = str(entry.get("ETag") or "")
+            cached = self._sizes.get((bucket, key, etag)) if etag else None
+            if cached is not None:
+                head = {"ContentLength": entry["size"], "ETag": etag}
+                return await self._with_plaintext_size(entry, bucket, key, head)
+            async with limit:
+                try:
+                    head = await self._head(bucket, key, entry.get("VersionId"))
+                    return await self._with_plaintext_size(entry, bucket, key, head)
+                except (S3CSEError, OSError, ClientError) as exc:
+                    log.debug("size of s3://%s/%s: %s", bucket, key, exc)
+                    return dict(entry, size_error=str(exc))
+
+        return list(await asyncio.gather(*(one(e) for e in entries)))
 
     # ------------------------------------------------------------ reading and writing
 
@@ -200,14 +303,31 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         block_size: Any = None,
         autocommit: bool = True,
         cache_options: Any = None,
+        version_id: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        bucket, key, _ = self.split_path(path)
+        bucket, key, version = self._split(path, version_id)
         if "r" in mode:
-            return _VerifiedReadFile(self, bucket, key)
+            return _VerifiedReadFile(self, bucket, key, version)
         if "w" in mode:
-            return _EncryptingWriteFile(self, bucket, key)
+            if version is not None:
+                raise ValueError("a version of an object cannot be written; drop the versionId")
+            return _EncryptingWriteFile(self, bucket, key, autocommit=autocommit)
         raise ValueError(f"mode {mode!r} is not supported on s3cse:// (use 'rb' or 'wb')")
+
+    def _split(self, path: str, version_id: str | None = None) -> tuple[str, str, str | None]:
+        """(bucket, key, version id) of ``path``: a ``?versionId=`` in it (or ``version_id``)
+        is honoured with ``version_aware=True`` and refused without (never ignored)."""
+        bucket, key, version = self.split_path(path)
+        named = version_id or version or _path_version(path)
+        if named and not self.version_aware:
+            raise ValueError(
+                f"{path!r} names a version, but the filesystem is not version aware: open "
+                "it with version_aware=True to read versions"
+            )
+        if version and version_id and version != version_id:
+            raise ValueError(f"{path!r} names version {version!r}, version_id {version_id!r}")
+        return bucket, key, named or None
 
     # fsspec calls the async methods below (put, get, cat, pipe, cp, rm, touch all end up
     # here); each one that moves content goes through the EncryptionClient, in a thread.
@@ -226,8 +346,14 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
     ) -> bytes:
         return await asyncio.to_thread(self._cat_sync, path, start, end)
 
+    def _writable(self, path: str) -> tuple[str, str]:
+        bucket, key, version = self._split(path)
+        if version is not None:
+            raise ValueError(f"{path!r}: a version of an object cannot be written or deleted")
+        return bucket, key
+
     async def _pipe_file(self, path: str, data: bytes, **kwargs: Any) -> None:
-        bucket, key, _ = self.split_path(path)
+        bucket, key = self._writable(path)
         await asyncio.to_thread(
             self.encryption.put_object, Bucket=bucket, Key=key, Body=data, **self._extra()
         )
@@ -236,7 +362,7 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
     async def _put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
         if os.path.isdir(lpath):
             return
-        bucket, key, _ = self.split_path(rpath)
+        bucket, key = self._writable(rpath)
         await asyncio.to_thread(
             self.encryption.upload_file, lpath, bucket, key, ExtraArgs=self._extra() or None
         )
@@ -245,22 +371,22 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
     async def _get_file(self, rpath: str, lpath: str, callback: Any = None, **kwargs: Any) -> None:
         if os.path.isdir(lpath):
             return
-        bucket, key, _ = self.split_path(rpath)
+        bucket, key, version = self._split(rpath)
+        extra = {**self._extra(), **({"VersionId": version} if version else {})}
         await asyncio.to_thread(
-            self.encryption.download_file, bucket, key, lpath, ExtraArgs=self._extra() or None
+            self.encryption.download_file, bucket, key, lpath, ExtraArgs=extra or None
         )
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        bucket, key, _ = self.split_path(path)
+        bucket, key = self._writable(path)
         await asyncio.to_thread(self.encryption.delete_object, Bucket=bucket, Key=key)
         self.invalidate_cache(path)
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
-        b1, k1, _ = self.split_path(path1)
-        b2, k2, _ = self.split_path(path2)
-        await asyncio.to_thread(
-            self.encryption.copy_object, Bucket=b2, Key=k2, CopySource={"Bucket": b1, "Key": k1}
-        )
+        b1, k1, v1 = self._split(path1)
+        b2, k2 = self._writable(path2)
+        source = {"Bucket": b1, "Key": k1, **({"VersionId": v1} if v1 else {})}
+        await asyncio.to_thread(self.encryption.copy_object, Bucket=b2, Key=k2, CopySource=source)
         self.invalidate_cache(path2)
 
     async def _rm(self, path: Any, recursive: bool = False, **kwargs: Any) -> Any:
@@ -273,8 +399,7 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         return result
 
     async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
-        _, _, version_id = self.split_path(path)
-        if version_id:
+        if self._split(path)[2]:
             raise ValueError("S3 does not support touching existing versions of files")
         if not truncate and await self._exists(path):  # as s3fs: never empty an existing one
             raise ValueError("S3 does not support touching existent files")
@@ -329,9 +454,12 @@ class _VerifiedObjects:
         # Re-entrant: a reader's finalizer may run (cyclic GC) while this thread holds it.
         self._lock = threading.RLock()
 
-    def open(self, fs: S3CSEFileSystem, bucket: str, key: str) -> VerifiedCiphertext:
+    def open(
+        self, fs: S3CSEFileSystem, bucket: str, key: str, version: str | None = None
+    ) -> VerifiedCiphertext:
         store = fs._store
-        head = store.head(bucket, key, {})
+        extra = {"VersionId": version} if version else {}
+        head = store.head(bucket, key, extra)
         etag = str(head.get("ETag") or "")
         context = json.dumps(fs.encryption_context, sort_keys=True)
         name = (bucket, key, etag, str(head.get("VersionId") or ""), context)
@@ -350,7 +478,7 @@ class _VerifiedObjects:
                     "s3cse:// reads AES-GCM (V2/V3) objects; read legacy objects with the client"
                 )
             chunks = transfer.ciphertext_chunks(
-                store, bucket, key, stored, etag or None, {}, transfer.TransferSettings(None)
+                store, bucket, key, stored, etag or None, extra, transfer.TransferSettings(None)
             )
             with contextlib.closing(chunks):
                 verified = VerifiedCiphertext(
@@ -398,11 +526,11 @@ class _VerifiedReadFile(ReadOnlyStream):
     The ciphertext is fetched as ``download_file`` fetches it (concurrent ranged GETs
     pinned to the object's ETag) and its tag checked before the file opens."""
 
-    def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str):
+    def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str, version: str | None = None):
         super().__init__()
-        self.path = f"{bucket}/{key}"
+        self.path = f"{bucket}/{key}" + (f"?versionId={version}" if version else "")
         self._objects = fs._verified
-        self._verified = self._objects.open(fs, bucket, key)
+        self._verified = self._objects.open(fs, bucket, key, version)
         self.size = self._verified.size
         self._position = 0
 
@@ -438,15 +566,26 @@ class _VerifiedReadFile(ReadOnlyStream):
 
 class _EncryptingWriteFile(io.RawIOBase):
     """Encrypts while writing: parts of 8 MiB through the encrypted multipart driver, or
-    one PutObject for a file that stays below one part."""
+    one PutObject for a file that stays below one part.
 
-    def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str):
+    Only a clean close stores the object. A close while an exception raised after the
+    file was opened is propagating (the ``with`` block of a text-mode, compressed or
+    ``fsspec.open`` wrapper failed, and the wrapper closes this file on its way out)
+    stores nothing, as ``discard()`` does. With ``autocommit=False`` (inside
+    ``fs.transaction``) close prepares the object and ``commit()`` stores it."""
+
+    def __init__(self, fs: S3CSEFileSystem, bucket: str, key: str, autocommit: bool = True):
         super().__init__()
         self.fs, self.bucket, self.key = fs, bucket, key
         self.path = f"{bucket}/{key}"
+        self.autocommit = autocommit
         self._buffer = bytearray()
         self._upload: MultipartUpload | None = None
         self._parts: list[dict[str, Any]] = []
+        self._prepared = False  # closed with autocommit=False: commit() stores it
+        self._discarded = False
+        # An exception being handled where the file is opened is not one of its block.
+        self._opened_while = sys.exc_info()[1]
 
     def writable(self) -> bool:
         return True
@@ -468,12 +607,15 @@ class _EncryptingWriteFile(io.RawIOBase):
 
     def discard(self) -> None:
         """Abort the upload (if one started) and close without storing anything."""
-        if self.closed:
+        if self._discarded or (self.closed and not self._prepared):
             return
-        if self._upload is not None:
-            self._upload.abort()
-        self._buffer = bytearray()
-        io.RawIOBase.close(self)
+        self._discarded, self._prepared = True, False
+        try:
+            if self._upload is not None and self._upload.completed is None:
+                self._upload.abort()
+        finally:
+            self._buffer = bytearray()
+            io.RawIOBase.close(self)
 
     def write(self, data: Any) -> int:
         if self.closed:
@@ -497,25 +639,51 @@ class _EncryptingWriteFile(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
+        failing = sys.exc_info()[1]
+        if failing is not None and failing is not self._opened_while:
+            log.debug("s3://%s: closed while %r propagates; nothing stored", self.path, failing)
+            self.discard()
+            return
         try:
-            if self._upload is None:
-                put_object(
-                    self.fs._store,
-                    {
-                        "Bucket": self.bucket,
-                        "Key": self.key,
-                        "Body": bytes(self._buffer),
-                        **self.fs._extra(),
-                    },
-                )
-            else:
+            if self._upload is not None:
                 self._send(memoryview(self._buffer), last=True)
-                self._upload.complete(self._parts)
+                self._buffer = bytearray()
+            if self.autocommit:
+                self._store()
+            else:
+                self._prepared = True
         except BaseException:
-            if self._upload is not None and self._upload.completed is None:
-                self._upload.abort()
+            self.discard()
             raise
         finally:
-            self._buffer = bytearray()
             super().close()
+
+    def commit(self) -> None:
+        """Store the object prepared by close() (``autocommit=False``, transactions)."""
+        if not self.closed:
+            self.close()
+        if not self._prepared:
+            return  # discarded, or stored already
+        self._prepared = False
+        try:
+            self._store()
+        except BaseException:
+            self._prepared = True
+            self.discard()
+            raise
+
+    def _store(self) -> None:
+        if self._upload is None:
+            put_object(
+                self.fs._store,
+                {
+                    "Bucket": self.bucket,
+                    "Key": self.key,
+                    "Body": bytes(self._buffer),
+                    **self.fs._extra(),
+                },
+            )
+            self._buffer = bytearray()
+        else:
+            self._upload.complete(self._parts)
         self.fs.invalidate_cache(self.path)

@@ -233,6 +233,26 @@ def test_copied_object_is_readable_at_its_new_key(
     assert response["Metadata"]["owner"] == "bo"
 
 
+def test_a_copied_version_of_an_instruction_file_object_is_readable(
+    memory: MemoryS3, client: s3cse.EncryptionClient
+) -> None:
+    """A version is read with the current instruction file (as other S3EC clients do), so
+    a copy of a version needs that file beside it as much as a copy of the latest. (Here
+    the newer version keeps its metadata in the object, so the file is still the first
+    version's; one replaced since belongs to another data key, and key commitment
+    refuses the pair.)"""
+    first = client.put_object(Bucket="src", Key="a", Body=PLAINTEXT, InstructionFilePut=True)
+    client.put_object(Bucket="src", Key="a", Body=b"newer")
+    version = first.get("VersionId")
+    assert version
+
+    client.copy_object(
+        Bucket=BUCKET, Key=KEY, CopySource={"Bucket": "src", "Key": "a", "VersionId": version}
+    )
+
+    assert client.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == PLAINTEXT
+
+
 def test_copy_object_in_a_requester_pays_bucket_sends_request_payer_with_every_request() -> None:
     """A requester-pays bucket answers any request without RequestPayer with 403: the
     source HEAD and the instruction-file copy need it as much as the object's copy."""
