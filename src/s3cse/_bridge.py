@@ -66,10 +66,12 @@ class Call:
         return self.loop.is_closed() or not self.loop.is_running()
 
     def _track(self, future: concurrent.futures.Future[Any]) -> bool:
-        """Record ``future`` as in flight; False (and nothing recorded) if already cancelled
-        and not in cleanup."""
+        """Record ``future`` as in flight (cancelled by :meth:`cancel`); False if the call
+        was cancelled already. Cleanup requests are never recorded: no cancel stops them."""
+        if _CLEANING.get():
+            return True
         with self._lock:
-            if self._cancelled and not _CLEANING.get():
+            if self._cancelled:
                 return False
             self._in_flight.add(future)
             return True
@@ -149,19 +151,22 @@ def run_awaitable(awaitable: Awaitable[T]) -> T:
             lambda f: scheduled.cancel() if f.cancelled() and not call.loop.is_closed() else None
         )
         while True:
-            try:
-                return scheduled.result(timeout=_LOOP_CHECK_EVERY)
-            except concurrent.futures.TimeoutError:
-                if call.loop_stopped():
-                    if not call.loop.is_closed():
-                        scheduled.cancel()
-                    # Never started: close it here (no code runs); else the loop owns it.
-                    if inspect.getcoroutinestate(coroutine) == "CORO_CREATED":
-                        coroutine.close()
-                        _discard(awaitable)
-                    raise _stopped_error() from None
-            except concurrent.futures.CancelledError:
-                raise CallCancelled() from None
+            # Wait without result(timeout=): on Python 3.11+ its TimeoutError is the one an
+            # awaitable raises (aiobotocore's read timeout), which would read as "not yet".
+            concurrent.futures.wait([scheduled], timeout=_LOOP_CHECK_EVERY)
+            if scheduled.done():
+                try:
+                    return scheduled.result()
+                except concurrent.futures.CancelledError:
+                    raise CallCancelled() from None
+            if call.loop_stopped():
+                if not call.loop.is_closed():
+                    scheduled.cancel()
+                # Never started: close it here (no code runs); else the loop owns it.
+                if inspect.getcoroutinestate(coroutine) == "CORO_CREATED":
+                    coroutine.close()
+                    _discard(awaitable)
+                raise _stopped_error()
     finally:
         call._done(future)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import _s3args
+from ._bridge import cleanup
 from .core import metadata as md
 from .core.envelope import (
     CryptoConfig,
@@ -268,7 +269,8 @@ class ObjectStore:
             self.put_instruction_file(bucket, key, fields, put_args)
 
         try:
-            write(again=retry)
+            with cleanup():  # an async call cancelled now must not leave the object keyless
+                write(again=retry)
         except (ClientError, BotoCoreError) as exc:
             raise InstructionFileWriteError(
                 f"the object was stored, but its instruction file "

@@ -85,7 +85,11 @@ class EncryptingReader(ReadOnlyStream):
         self._checksum: int | None = None  # CRC32 of the whole body, once a pass completed
         # Read ahead only where a thread can help: bodies of several chunks, and not on
         # an async client's worker (which reads the body in one go, pacing the loop).
-        self._ahead = length > 2 * _CHUNK and not in_async_call()
+        # In-memory sources gain nothing from a thread (and close() of an fsspec file,
+        # which stores its buffer, must start none).
+        self._ahead = (
+            length > 2 * _CHUNK and not in_async_call() and not isinstance(source, io.BytesIO)
+        )
         self._helper: concurrent.futures.ThreadPoolExecutor | None = None
         self._next: concurrent.futures.Future[memoryview | None] | None = None
 
@@ -357,7 +361,10 @@ class MultipartUpload:
                     "MultipartUpload": {"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
                     **_s3args.forward("complete_multipart_upload", self.request),
                 }
-            self.completed = dict(self.store.s3.complete_multipart_upload(**args))
+            # Not cut off by an async cancel: S3 may assemble the object either way, and
+            # only a finished request says which (then an abort would find no upload).
+            with cleanup():
+                self.completed = dict(self.store.s3.complete_multipart_upload(**args))
         if self.instruction is not None:
             self.store.complete_with_instruction_file(
                 self.bucket,

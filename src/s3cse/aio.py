@@ -184,20 +184,20 @@ class AsyncDecryptedBody:
     def _read_on_worker(self, amt: int | None) -> bytes:
         try:
             data: bytes = self._body.read(amt)
-        except BaseException:
-            if isinstance(CALL.get(), Call) and CALL.get().cancelled:  # type: ignore[union-attr]
-                # Cut off mid-read: what was decrypted of this read is gone with it.
-                with contextlib.suppress(Exception):
-                    self._body.close()
+        except CallCancelled:
+            # Cut off mid-read: what was decrypted of this read is gone with it.
+            with contextlib.suppress(Exception):
+                self._body.close()
             raise
         return data
 
     def _settled(self, future: concurrent.futures.Future[bytes]) -> None:
-        """After a cancelled read: keep its bytes, or remember that they are lost."""
+        """After a cancelled read: keep its bytes, or remember that they are lost. (Any
+        other failure the body itself remembers, and raises again on the next read.)"""
         if future.cancelled():  # never started: nothing was read
             return
         if future.exception() is None:
-            self._pending = future.result() + self._pending
+            self._pending += future.result()  # after what was pending: they follow it
         elif isinstance(future.exception(), CallCancelled):
             self._interrupted = ReadInterruptedError(
                 f"a read of this body was cancelled while its bytes were arriving, after "
@@ -269,7 +269,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., Any]) -> C
 async def _settle(future: asyncio.Future[Any]) -> None:
     """Wait for ``future`` to finish, whatever it raises, even if cancelled meanwhile."""
     while not future.done():
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([future])
 
 
@@ -311,16 +311,21 @@ class AsyncEncryptionClient:
         If the awaiting task is cancelled, the worker is cancelled too and waited for
         (its cleanup needs this loop) before the cancel goes on; ``settled`` then sees
         how it ended."""
-        if self._closed:
-            raise ClientClosedError(
-                "this AsyncEncryptionClient was closed (await client.close(), or the end of "
-                "its async with block); make the call before closing it, or use a new client"
-            )
         loop = asyncio.get_running_loop()
         call = Call(loop)
         context = contextvars.copy_context()
         context.run(CALL.set, call)
-        submitted = self._threads.submit(functools.partial(context.run, fn, *args, **kwargs))
+        try:
+            if self._closed:
+                raise RuntimeError("closed")
+            submitted = self._threads.submit(functools.partial(context.run, fn, *args, **kwargs))
+        except RuntimeError:  # closed, or the interpreter is shutting down
+            raise ClientClosedError(
+                "this AsyncEncryptionClient was closed (await client.close(), or the end of "
+                "its async with block); make the call before closing it, or use a new client",
+                bucket=kwargs.get("Bucket"),
+                key=kwargs.get("Key"),
+            ) from None
         future = asyncio.wrap_future(submitted, loop=loop)
         try:
             return await asyncio.shield(future)
@@ -335,6 +340,8 @@ class AsyncEncryptionClient:
                 future.exception()  # retrieved: how the worker ended is settled's to judge
             if settled is not None:
                 settled(submitted)
+            else:
+                _drop_result(submitted)
             raise
         except CallCancelled:  # never let it reach the task (it is a BaseException)
             raise asyncio.CancelledError() from None
@@ -384,3 +391,15 @@ class AsyncEncryptionClient:
             return await self._run(method, *args, **kwargs)
 
         return call
+
+
+def _drop_result(done: concurrent.futures.Future[Any]) -> None:
+    """A call that finished although its caller was cancelled: release what its result
+    holds (a get_object body holds a connection or a spool) since nobody will."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    result = done.result()
+    body = result.get("Body") if isinstance(result, dict) else None
+    if body is not None and hasattr(body, "close"):
+        with contextlib.suppress(Exception):
+            body.close()

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import s3fs
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import transfer
 from ._body import ReadOnlyStream
@@ -52,6 +52,8 @@ _MiB = 1024 * 1024
 _PART = 8 * _MiB
 #: HEADs in flight at once while a detailed listing learns plaintext sizes.
 _LISTING_HEADS = 32
+#: Listing entries given tasks at once.
+_LISTING_BATCH = 1000
 
 
 def _path_version(path: str) -> str | None:
@@ -265,7 +267,10 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         if encrypted:
             entry["encrypted"] = True
             entry["stored_size"] = stored
-            entry["size"] = size  # None: a legacy CBC object without its length field
+            if size is None:  # a legacy CBC object without its length field
+                entry["size_known"] = False  # size stays the stored (padded) size
+            else:
+                entry["size"] = size
         return entry
 
     async def _listed_sizes(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -282,17 +287,21 @@ class S3CSEFileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
             etag = str(entry.get("ETag") or "")
             cached = self._sizes.get((bucket, key, etag)) if etag else None
             if cached is not None:
-                head = {"ContentLength": entry["size"], "ETag": etag}
+                head = {"ContentLength": entry.get("Size", entry["size"]), "ETag": etag}
                 return await self._with_plaintext_size(entry, bucket, key, head)
             async with limit:
                 try:
                     head = await self._head(bucket, key, entry.get("VersionId"))
                     return await self._with_plaintext_size(entry, bucket, key, head)
-                except (S3CSEError, OSError, ClientError) as exc:
+                except (S3CSEError, OSError, ClientError, BotoCoreError) as exc:
                     log.debug("size of s3://%s/%s: %s", bucket, key, exc)
                     return dict(entry, size_error=str(exc))
 
-        return list(await asyncio.gather(*(one(e) for e in entries)))
+        sized: list[dict[str, Any]] = []
+        for start in range(0, len(entries), _LISTING_BATCH):  # bounded: tasks, not just HEADs
+            batch = entries[start : start + _LISTING_BATCH]
+            sized.extend(await asyncio.gather(*(one(e) for e in batch)))
+        return sized
 
     # ------------------------------------------------------------ reading and writing
 
@@ -584,8 +593,10 @@ class _EncryptingWriteFile(io.RawIOBase):
         self._parts: list[dict[str, Any]] = []
         self._prepared = False  # closed with autocommit=False: commit() stores it
         self._discarded = False
-        # An exception being handled where the file is opened is not one of its block.
-        self._opened_while = sys.exc_info()[1]
+        # An exception being handled where the file is opened is not one of its block
+        # (unless raised again: then it has travelled further, with a longer traceback).
+        handled = sys.exc_info()[1]
+        self._opened_while = (handled, handled.__traceback__) if handled is not None else None
 
     def writable(self) -> bool:
         return True
@@ -640,8 +651,15 @@ class _EncryptingWriteFile(io.RawIOBase):
         if self.closed:
             return
         failing = sys.exc_info()[1]
-        if failing is not None and failing is not self._opened_while:
-            log.debug("s3://%s: closed while %r propagates; nothing stored", self.path, failing)
+        opened_while, self._opened_while = self._opened_while, None
+        if failing is not None and opened_while != (failing, failing.__traceback__):
+            log.warning(
+                "s3cse://%s: closed while %s propagates, so nothing is stored (a file is "
+                "stored only by a close outside exception handling, or the end of its with "
+                "block without an error)",
+                self.path,
+                type(failing).__name__,
+            )
             self.discard()
             return
         try:

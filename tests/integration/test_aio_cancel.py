@@ -311,3 +311,46 @@ def test_a_body_can_be_closed_after_its_client(servers, bucket, aes_keyring):
             await body.close()
 
     asyncio.run(main())
+
+
+def test_a_cancel_between_the_object_and_its_instruction_file_leaves_it_readable(
+    servers, s3, bucket, aes_keyring, monkeypatch
+):
+    """The object is stored first; a cancel arriving before its instruction file (which
+    holds the wrapped data key) is written must not leave the object keyless."""
+    from s3cse import _bridge
+    from s3cse._objects import ObjectStore
+
+    original = ObjectStore.put_instruction_file
+    cancelled = threading.Event()
+
+    def cancel_first(self, *args, **kwargs):
+        call = _bridge.CALL.get()
+        call.loop.call_soon_threadsafe(lambda: TASK[0].cancel())
+        for _ in range(300):  # bounded: until the cancel reached this call
+            if call.cancelled:
+                break
+            cancelled.wait(0.01)
+        assert call.cancelled
+        return original(self, *args, **kwargs)
+
+    TASK: list = []
+
+    async def main():
+        s3_cm, _ = aio_clients(servers, kms=False)
+        async with s3_cm as aio_s3:
+            client = AsyncEncryptionClient(aio_s3, keyring=aes_keyring)
+            monkeypatch.setattr(ObjectStore, "put_instruction_file", cancel_first)
+            TASK.append(
+                asyncio.ensure_future(
+                    client.put_object(
+                        Bucket=bucket, Key="i", Body=b"keyed", InstructionFilePut=True
+                    )
+                )
+            )
+            with pytest.raises(asyncio.CancelledError):
+                await TASK[0]
+
+    asyncio.run(main())
+    reader = s3cse.EncryptionClient(s3, keyring=aes_keyring)
+    assert reader.get_object(Bucket=bucket, Key="i")["Body"].read() == b"keyed"

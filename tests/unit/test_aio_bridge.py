@@ -280,3 +280,113 @@ def test_a_stream_body_is_read_on_the_worker_small_into_bytes_large_into_a_spool
         second["ChecksumCRC32"] == base64.b64encode(zlib.crc32(large).to_bytes(4, "big")).decode()
     )
     assert second["Body"].closed  # the spool is gone once the request is done
+
+
+def test_a_request_that_raises_timeout_error_fails_instead_of_spinning():
+    """aiobotocore's read timeout is an asyncio.TimeoutError, which on Python 3.11+ is the
+    TimeoutError that concurrent.futures' result(timeout=) raises: it must not read as
+    "no result yet"."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def read_that_times_out():
+            raise asyncio.TimeoutError("Read timeout on endpoint URL")
+
+        def worker():
+            _bridge.CALL.set(_bridge.Call(loop))
+            return _bridge.run_awaitable(read_that_times_out())
+
+        outcome = await loop.run_in_executor(
+            None, _in_worker, lambda: contextvars.copy_context().run(worker)
+        )
+        return outcome
+
+    kind, result = asyncio.run(main())
+    assert kind == "raised" and isinstance(result, TimeoutError)
+    assert "Read timeout" in str(result)
+
+
+def test_a_cleanup_request_is_not_cut_off_by_a_cancel_that_arrives_during_it():
+    async def main():
+        loop = asyncio.get_running_loop()
+        call = _bridge.Call(loop)
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def abort_request():
+            started.set()
+            await release.wait()
+            return "aborted"
+
+        def worker():
+            _bridge.CALL.set(call)
+            with _bridge.cleanup():
+                return _bridge.run_awaitable(abort_request())
+
+        work = loop.run_in_executor(None, contextvars.copy_context().run, worker)
+        await started.wait()
+        call.cancel()  # e.g. the caller's timeout, while the abort is on its way
+        await asyncio.sleep(0)
+        release.set()
+        return await work
+
+    assert asyncio.run(main()) == "aborted"
+
+
+class _ScriptedBody:
+    """A blocking body whose reads each wait for the test to let them through."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self.entered = threading.Semaphore(0)
+        self.proceed = threading.Semaphore(0)
+        self.closed = False
+
+    def read(self, amt=None):
+        self.entered.release()
+        assert self.proceed.acquire(timeout=30), "the test never let the read through"
+        amt = len(self._data) if amt is None or amt < 0 else amt
+        piece, self._data = self._data[:amt], self._data[amt:]
+        return piece
+
+    def close(self):
+        self.closed = True
+
+
+def test_reads_cancelled_after_their_bytes_were_read_keep_them_in_order():
+    from s3cse.aio import AsyncDecryptedBody, AsyncEncryptionClient
+
+    class _Client:  # what AsyncEncryptionClient needs of an aiobotocore client here
+        exceptions = None
+        meta = type("Meta", (), {"config": Config()})()
+
+        def put_object(self, **kwargs): ...
+
+        def get_object(self, **kwargs): ...
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        client = AsyncEncryptionClient(_Client(), keyring=_bridge_keyring())
+        scripted = _ScriptedBody(b"0123456789abcdef")
+        body = AsyncDecryptedBody(scripted, client, "b", "k")
+        for amt in (4, 8):  # the second read asks for more than the 4 bytes kept
+            read = asyncio.ensure_future(body.read(amt))
+            assert await loop.run_in_executor(None, scripted.entered.acquire, True, 30)
+            read.cancel()
+            await asyncio.sleep(0)
+            scripted.proceed.release()  # the worker finishes after the cancel
+            with pytest.raises(asyncio.CancelledError):
+                await read
+        rest = body.read()
+        scripted.proceed.release()
+        data = await rest
+        await client.close()
+        return data
+
+    assert asyncio.run(main()) == b"0123456789abcdef"
+
+
+def _bridge_keyring():
+    import s3cse
+
+    return s3cse.AesKeyring(b"\x11" * 32)
