@@ -91,9 +91,12 @@ def bucket(s3: Any, _module_bucket: str) -> Iterator[str]:
         )
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=_module_bucket):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"].isprintable()]
         if keys:
             s3.delete_objects(Bucket=_module_bucket, Delete={"Objects": keys, "Quiet": True})
+        for o in page.get("Contents", []):  # names XML 1.0 cannot carry (control characters)
+            if not o["Key"].isprintable():
+                s3.delete_object(Bucket=_module_bucket, Key=o["Key"])
 
 
 @pytest.fixture(scope="session")

@@ -132,8 +132,13 @@ class KeyOptions:
         kms_discovery: bool = False,
         kms_discovery_accounts: Sequence[str] = (),
         kms_discovery_key_arns: Sequence[str] = (),
+        order: Sequence[tuple[str, str]] = (),
     ):
         self.kms_key_ids = list(kms_key_ids)
+        #: (kind, value) of the keys in the order the user gave them ("kms", "aes",
+        #: "rsa-private", "rsa-public"); the first one given encrypts. Keys not in it
+        #: follow in the fixed order KMS, AES, RSA private, RSA public.
+        self.order = list(order)
         self.aes_keys = list(aes_keys)
         self.rsa_private_keys = list(rsa_private_keys)
         self.rsa_public_keys = list(rsa_public_keys)
@@ -163,22 +168,51 @@ class KeyOptions:
         """Whether a KMS client is needed."""
         return bool(self.kms_key_ids or self.kms_discovery)
 
+    def _given(self) -> list[tuple[str, str]]:
+        """(kind, value) of every key, the encrypting one first."""
+        fixed = (
+            [("kms", k) for k in self.kms_key_ids]
+            + [("aes", p) for p in self.aes_keys]
+            + [("rsa-private", p) for p in self.rsa_private_keys]
+            + [("rsa-public", p) for p in self.rsa_public_keys]
+        )
+        first = {given: i for i, given in reversed(list(enumerate(self.order)))}
+        return sorted(fixed, key=lambda given: first.get(given, len(first)))
+
+    def describe_encrypting_key(self) -> str | None:
+        """What encrypts new objects, in words (None when only discovery was given)."""
+        given = self._given()
+        if not given:
+            return None
+        kind, value = given[0]
+        return {
+            "kms": f"KMS key {value}",
+            "aes": f"AES key file {value}",
+            "rsa-private": f"RSA key pair {value}",
+            "rsa-public": f"RSA public key {value}",
+        }[kind]
+
     def keyrings(self) -> list[Keyring]:
-        """One keyring per key given, in a fixed order: KMS, AES, RSA private, RSA public."""
-        rings: list[Keyring] = [KmsKeyring(k, kms_client=self.kms_client) for k in self.kms_key_ids]
-        rings += [AesKeyring(read_aes_key(p), self.material_description) for p in self.aes_keys]
-        for p in self.rsa_private_keys:
-            rings.append(
-                RsaKeyring(
-                    private_key=_read_secret_file(p, "RSA private key file"),
-                    material_description=self.material_description,
+        """One keyring per key given, the first given first (it encrypts); without an
+        order, KMS, AES, RSA private, RSA public."""
+        rings: list[Keyring] = []
+        for kind, value in self._given():
+            if kind == "kms":
+                rings.append(KmsKeyring(value, kms_client=self.kms_client))
+            elif kind == "aes":
+                rings.append(AesKeyring(read_aes_key(value), self.material_description))
+            elif kind == "rsa-private":
+                rings.append(
+                    RsaKeyring(
+                        private_key=_read_secret_file(value, "RSA private key file"),
+                        material_description=self.material_description,
+                    )
                 )
-            )
-        for p in self.rsa_public_keys:
-            data = _read_key_file(p, "RSA public key file", secret=False)
-            rings.append(
-                RsaKeyring(public_key=data, material_description=self.material_description)
-            )
+            else:
+                data = _read_key_file(value, "RSA public key file", secret=False)
+                rings.append(
+                    RsaKeyring(public_key=data, material_description=self.material_description)
+                )
         if self.kms_discovery:
             rings.append(
                 KmsKeyring.discovery(

@@ -63,8 +63,12 @@ def _port_in_use(port: int) -> bool:
     return not _port_free(port)
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, *, reuse: bool = False) -> bool:
+    """Whether ``port`` can be bound; with ``reuse`` as servers bind (SO_REUSEADDR: a
+    port whose last connections linger in TIME_WAIT is free to them)."""
     with socket.socket() as s:
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -82,6 +86,27 @@ def _weed_ports(count: int = 5) -> list[int]:
             if len(chosen) == count:
                 return chosen
     raise RuntimeError("could not find free ports for SeaweedFS on 127.0.0.1")
+
+
+def _recorded_ports(root: Path, count: int) -> list[int] | None:
+    """The ports this server used last time under ``root``, if all are free again: the
+    same endpoints after a restart, so exported environment variables stay right."""
+    try:
+        ports = json.loads((root / "ports.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(ports, list)
+        or len(ports) != count
+        or not all(isinstance(p, int) and 0 < p < 65536 for p in ports)
+        or not all(_port_free(p, reuse=True) for p in ports)
+    ):
+        return None
+    return ports
+
+
+def _record_ports(root: Path, ports: list[int]) -> None:
+    (root / "ports.json").write_text(json.dumps(ports))
 
 
 def _executable(name: str) -> str:
@@ -195,7 +220,8 @@ def start_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Ser
             }
         )
     )
-    http = _weed_ports()
+    recorded = _recorded_ports(root, 10)
+    http = recorded[:5] if recorded else _weed_ports()
     grpc = [p + 10_000 for p in http]  # weed's admin worker assumes gRPC = HTTP + 10000
     mp, vp, fp, sp, ap = http
     mg, vg, fg, sg, ag = grpc
@@ -229,7 +255,9 @@ def start_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> Ser
         f"-admin.port={ap}",
         f"-admin.port.grpc={ag}",
     ]
-    return _launch("s3", argv, root, f"http://127.0.0.1:{sp}", "/", timeout)
+    server = _launch("s3", argv, root, f"http://127.0.0.1:{sp}", "/", timeout)
+    _record_ports(root, http + grpc)
+    return server
 
 
 def start_rclone_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> ServerProcess:
@@ -256,12 +284,24 @@ def start_rclone_s3(directory: str | os.PathLike[str], *, timeout: float = 60.0)
 
 
 def start_kms(directory: str | os.PathLike[str], *, timeout: float = 60.0) -> ServerProcess:
-    """Start ``moto_server`` (used for KMS only) with its log under ``directory``."""
+    """Start moto's KMS server with its log under ``directory``, and its symmetric keys
+    kept in ``directory/keys.json`` (mode 0600) across restarts (see s3cse._localkms)."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    (port,) = free_ports(1)
-    argv = [_executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    return _launch("kms", argv, root, f"http://127.0.0.1:{port}", "/moto-api/", timeout)
+    _executable("moto_server")  # moto[server] must be installed; says how otherwise
+    (port,) = _recorded_ports(root, 1) or free_ports(1)
+    argv = [
+        sys.executable,
+        "-m",
+        "s3cse._localkms",
+        "--port",
+        str(port),
+        "--state",
+        str(root / "keys.json"),
+    ]
+    server = _launch("kms", argv, root, f"http://127.0.0.1:{port}", "/moto-api/", timeout)
+    _record_ports(root, [port])
+    return server
 
 
 def _launch(
@@ -384,8 +424,11 @@ def start_background(home: Path | None = None) -> tuple[LocalServers, bool]:
     servers = _start_both(root)
     try:
         client = servers.kms_client()
-        arn = client.create_key(Description="s3cse local default key")["KeyMetadata"]["Arn"]
-        client.create_alias(AliasName=LOCAL_KMS_ALIAS, TargetKeyId=arn)
+        try:  # kept from an earlier start (the local KMS keeps its keys)
+            client.describe_key(KeyId=LOCAL_KMS_ALIAS)
+        except client.exceptions.NotFoundException:
+            arn = client.create_key(Description="s3cse local default key")["KeyMetadata"]["Arn"]
+            client.create_alias(AliasName=LOCAL_KMS_ALIAS, TargetKeyId=arn)
         servers.kms_key_id = LOCAL_KMS_ALIAS
     except BaseException:
         servers.stop()

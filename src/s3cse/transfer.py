@@ -17,6 +17,7 @@ import contextvars
 import functools
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -293,11 +294,30 @@ def replacing_file(filename: str) -> Iterator[Any]:
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
+            # Private while it is written; then the mode any new file gets (the umask's),
+            # or the one of the file it replaces.
+            try:
+                mode = stat.S_IMODE(os.stat(filename).st_mode)
+            except FileNotFoundError:
+                mode = 0o666 & ~_umask()
+            os.fchmod(f.fileno(), mode)
         os.replace(temporary, filename)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def ciphertext_chunks(

@@ -7,15 +7,19 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.stores import open_uploads
 
+#: The installed command, as a user runs it (the console script beside this Python).
+S3CSE = str(Path(sys.executable).parent / "s3cse")
+
 
 def run(*args, input=None, env=None, check_code=None):
     proc = subprocess.run(
-        [sys.executable, "-m", "s3cse", *args],
+        [S3CSE, *args],
         input=input,
         capture_output=True,
         env={**os.environ, **(env or {})},

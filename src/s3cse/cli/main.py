@@ -10,6 +10,8 @@ import hashlib
 import json
 import logging
 import os
+import signal
+import stat
 import sys
 import tempfile
 import time
@@ -25,7 +27,11 @@ from .. import __version__
 from .. import _keyfiles as keyfiles
 from .._objects import read_content_metadata
 from ..client import EncryptionClient
-from ..core.metadata import INSTRUCTION_FILE_SUFFIX, likely_plaintext_length
+from ..core.metadata import (
+    INSTRUCTION_FILE_SUFFIX,
+    likely_plaintext_length,
+    metadata_name_meaning,
+)
 from ..errors import (
     ConfigurationError,
     IntegrityError,
@@ -34,7 +40,7 @@ from ..errors import (
     S3CSEError,
 )
 from ..local import LOCAL_KMS_ALIAS
-from .progress import Progress
+from .progress import Progress, printable
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTEGRITY = 1, 2, 3
 
@@ -44,7 +50,9 @@ Exit codes:
   1  failure (S3 or KMS error, wrong key, missing object, ...)
   2  usage error (bad option or argument)
   3  integrity failure: the object failed authentication (tampered,
-     truncated, or its key commitment does not match)"""
+     truncated, or its key commitment does not match)
+  With several files (--recursive), the worst: 3 if any failed
+  authentication, else 1 if any failed. 130 on Ctrl-C, 143 on SIGTERM."""
 
 
 # ---------------------------------------------------------------- errors and exit codes
@@ -52,6 +60,10 @@ Exit codes:
 
 class CliError(click.ClickException):
     exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.exit_code = code  # type: ignore[misc]
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -63,7 +75,21 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def _remedy(exc: BaseException) -> str | None:
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+    )
+
+    if isinstance(exc, EndpointConnectionError):
+        url = str(exc.kwargs.get("endpoint_url", ""))
+        host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost", "[::1]"):
+            return (
+                "nothing answers at that local endpoint: start the local servers with "
+                '`s3cse local start`, then `eval "$(s3cse local env)"`'
+            )
 
     if isinstance(exc, NoCredentialsError):
         return "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run `s3cse local start` and `eval $(s3cse local env)`"
@@ -78,10 +104,24 @@ def _remedy(exc: BaseException) -> str | None:
     return None
 
 
-def _run(debug: bool, action: Callable[[], None]) -> None:
-    """Run a command body; turn failures into one or two plain lines and an exit code."""
+_STOPPED = "the command was stopped before it finished"
+
+
+def _run(debug: bool, action: Callable[[], None], stopped: str = _STOPPED) -> None:
+    """Run a command body; turn failures into one or two plain lines and an exit code.
+    ``stopped`` says, in the command's terms, what an interrupt left behind."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        # As sent by timeout, systemd, Kubernetes: clean up as for Ctrl-C (abort the
+        # multipart upload, remove the partial download), then exit 128 + 15.
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use)
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         action()
     except click.exceptions.Exit:
@@ -89,13 +129,20 @@ def _run(debug: bool, action: Callable[[], None]) -> None:
     except click.ClickException:
         raise
     except KeyboardInterrupt:
-        click.echo("interrupted; multipart uploads started by this command were aborted", err=True)
-        sys.exit(130)
+        click.echo(
+            "s3cse: " + ("terminated" if terminated else "interrupted") + f": {stopped}",
+            err=True,
+        )
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
+    except BrokenPipeError:
+        # The reader went away (`s3cse cat ... | head`): stop quietly, as Unix tools do.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
     except (S3CSEError, ClientError, BotoCoreError, OSError) as exc:
         if debug:
             raise
-        message = str(exc)
-        click.echo(f"s3cse: error: {message}", err=True)
+        click.echo(f"s3cse: error: {printable(str(exc))}", err=True)
         remedy = _remedy(exc)
         if remedy:
             click.echo(f"s3cse: {remedy}", err=True)
@@ -109,6 +156,7 @@ def _run(debug: bool, action: Callable[[], None]) -> None:
 class Context:
     debug: bool
     quiet: bool
+    verbose: bool
     progress: bool
     profile: str | None
     region: str | None
@@ -161,8 +209,8 @@ def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--kms-key-id",
             "kms_key_ids",
             multiple=True,
-            envvar="S3CSE_KMS_KEY_ID",
-            help="KMS key id, ARN or alias (repeatable; the first one encrypts). Env: S3CSE_KMS_KEY_ID.",
+            help="KMS key id, ARN or alias (repeatable). Of all key options, the first one "
+            "given encrypts; the others also read. With no key option, S3CSE_KMS_KEY_ID is used.",
         ),
         _key_file_option(
             "--aes-key",
@@ -234,6 +282,9 @@ def _aws_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--region", help="AWS region."),
         click.option("--endpoint-url", help="S3 endpoint (AWS_ENDPOINT_URL_S3 works too)."),
         click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors."),
+        click.option(
+            "--verbose", "-v", is_flag=True, help="Also say which key encrypts (on stderr)."
+        ),
         click.option("--no-progress", is_flag=True, help="No progress bars."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -246,6 +297,7 @@ def _context(kw: dict[str, Any]) -> Context:
     return Context(
         debug=kw.pop("debug"),
         quiet=kw.pop("quiet"),
+        verbose=kw.pop("verbose"),
         progress=not kw.pop("no_progress"),
         profile=kw.pop("profile"),
         region=kw.pop("region"),
@@ -267,9 +319,40 @@ _KEY_OPTIONS_HELP = (
 )
 
 
+_KEY_FLAGS = {
+    "--kms-key-id": "kms",
+    "--aes-key": "aes",
+    "--rsa-private-key": "rsa-private",
+    "--rsa-public-key": "rsa-public",
+}
+
+
+def _key_order() -> list[tuple[str, str]]:
+    """(kind, value) of the key options in the order given on the command line."""
+    order = []
+    args = click.get_current_context().meta.get("s3cse.raw_args", [])
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        flag, equals, value = arg.partition("=")
+        if flag in _KEY_FLAGS:
+            if equals:
+                order.append((_KEY_FLAGS[flag], value))
+            elif i + 1 < len(args):
+                order.append((_KEY_FLAGS[flag], args[i + 1]))
+    return order
+
+
 def _crypto(ctx: Context, kw: dict[str, Any], *, writing: bool = False) -> Crypto:
+    kms_key_ids = list(kw.pop("kms_key_ids"))
+    from_environment = False
+    given = kms_key_ids or kw["aes_keys"] or kw["rsa_private_keys"] or kw["rsa_public_keys"]
+    if not given and os.environ.get("S3CSE_KMS_KEY_ID"):
+        # The environment is a default: a key option on the command line replaces it.
+        kms_key_ids, from_environment = [os.environ["S3CSE_KMS_KEY_ID"]], True
     options = keyfiles.KeyOptions(
-        kms_key_ids=kw.pop("kms_key_ids"),
+        order=_key_order(),
+        kms_key_ids=kms_key_ids,
         aes_keys=kw.pop("aes_keys"),
         rsa_private_keys=kw.pop("rsa_private_keys"),
         rsa_public_keys=kw.pop("rsa_public_keys"),
@@ -293,6 +376,9 @@ def _crypto(ctx: Context, kw: dict[str, Any], *, writing: bool = False) -> Crypt
     keyring = keyfiles.build_keyrings(options)
     if keyring is None:
         raise click.UsageError(f"give a key: {_KEY_OPTIONS_HELP}")
+    if writing and ctx.verbose:
+        source = " (from S3CSE_KMS_KEY_ID)" if from_environment else ""
+        click.echo(f"s3cse: encrypting with {options.describe_encrypting_key()}{source}", err=True)
     client = EncryptionClient(
         ctx.s3,
         keyring=keyring,
@@ -346,7 +432,8 @@ def _matches(name: str, order: list[tuple[str, str]]) -> bool:
 
 
 class _RecordingCommand(click.Command):
-    """Keeps the raw arguments, so --include/--exclude can apply in the order given."""
+    """Keeps the raw arguments, so key options and --include/--exclude apply in the
+    order given."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["s3cse.raw_args"] = list(args)
@@ -379,7 +466,16 @@ def _is_instruction_file(key: str) -> bool:
 # ---------------------------------------------------------------- the command group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+class _Group(click.Group):
+    """Every command keeps its raw arguments (key and filter options apply in order)."""
+
+    command_class = _RecordingCommand
+    group_class = type  # subgroups are _Group too
+
+
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP
+)
 @click.version_option(__version__, prog_name="s3cse")
 def main() -> None:
     """Client-side encryption for Amazon S3 (AWS S3 Encryption Client format).
@@ -489,7 +585,13 @@ def cp(
             else:
                 _copy_one(ctx, crypto, dest_client, source, target, progress)
 
-    _run(ctx.debug, action)
+    if isinstance(target, S3Url):
+        stopped = (
+            "the upload in progress was stopped and its multipart upload aborted; it stored nothing"
+        )
+    else:
+        stopped = "the download in progress was stopped; it left no partial file"
+    _run(ctx.debug, action, stopped)
 
 
 def _destination_client(ctx: Context, crypto: Crypto, to: dict[str, Any]) -> EncryptionClient:
@@ -535,15 +637,18 @@ def _copy_one(
             with response["Body"] as body:
                 task = progress.task(str(target), response.get("ContentLength"))
                 dest.upload_fileobj(body, target.bucket, target.key, ExtraArgs=extra, Callback=task)
+            if not ctx.quiet:
+                progress.log(f"copy: {source} to {target}")
+            return
         elif source == "-":
             task = progress.task(str(target), None)
             client.upload_fileobj(
                 sys.stdin.buffer, target.bucket, target.key, ExtraArgs=extra, Callback=task
             )
         else:
-            if not os.path.isfile(source):
-                raise click.UsageError(f"{source} is not a file (use --recursive for folders)")
-            task = progress.task(str(target), os.path.getsize(source))
+            if os.path.isdir(source):
+                raise click.UsageError(f"{source} is a folder: add --recursive to copy it")
+            task = progress.task(str(target), os.path.getsize(source))  # OSError: per file
             client.upload_file(source, target.bucket, target.key, ExtraArgs=extra, Callback=task)
         if not ctx.quiet:
             progress.log(f"upload: {source} to {target}")
@@ -562,12 +667,28 @@ def _copy_one(
     if os.path.isdir(path) or path.endswith(os.sep):
         path = os.path.join(path, source.key.rsplit("/", 1)[-1])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    task = progress.task(
-        str(source), _describe(ctx.s3, source.bucket, source.key)["plaintext_size"]
-    )
+    task = progress.task(str(source), _download_size(ctx, source))
     client.download_file(source.bucket, source.key, path, ExtraArgs=extra, Callback=task)
     if not ctx.quiet:
         progress.log(f"download: {source} to {path}")
+
+
+def _download_size(ctx: Context, source: S3Url) -> Any:
+    """The plaintext size to show; a missing key that is a prefix says to add -r."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return _describe(ctx.s3, source.bucket, source.key)["plaintext_size"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            listed = ctx.s3.list_objects_v2(
+                Bucket=source.bucket, Prefix=source.key.rstrip("/") + "/", MaxKeys=1
+            )
+            if listed.get("KeyCount", 0):
+                raise click.UsageError(
+                    f"{source} is a prefix, not an object: add --recursive to copy what is under it"
+                ) from None
+        raise
 
 
 def _copy_recursive(
@@ -598,8 +719,10 @@ def _copy_recursive(
                 local = local_destination(target, relative)
                 if local is None:
                     click.echo(
-                        f"s3cse: skipping s3://{source.bucket}/{key}: its name would write "
-                        f"outside {target}",
+                        printable(
+                            f"s3cse: skipping s3://{source.bucket}/{key}: its name would write "
+                            f"outside {target}"
+                        ),
                         err=True,
                     )
                     continue
@@ -612,28 +735,65 @@ def _copy_recursive(
             raise click.UsageError(f"{source} is not a folder")
         if not isinstance(target, S3Url):
             raise click.UsageError("one of SRC and DST must be an s3:// location")
-        for root, _dirs, files in os.walk(source):
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                relative = os.path.relpath(path, source).replace(os.sep, "/")
-                if _matches(relative, order):
-                    pairs.append(
-                        (
-                            path,
-                            S3Url(target.bucket, _join_key(target.key, relative)),
-                            os.path.getsize(path),
-                        )
-                    )
+        for path, relative, size in _local_files(source):
+            if _matches(relative, order):
+                pairs.append((path, S3Url(target.bucket, _join_key(target.key, relative)), size))
     progress.total(sum(size or 0 for *_, size in pairs))
-    failures = 0
+    failures, worst = 0, EXIT_FAILURE
     for src, dst, _ in pairs:
         try:
             _copy_one(ctx, crypto, dest, src, dst, progress)
         except (S3CSEError, ClientError, OSError) as exc:
             failures += 1
-            click.echo(f"s3cse: error: {exc}", err=True)
+            worst = max(worst, _exit_code(exc) if _exit_code(exc) != EXIT_USAGE else EXIT_FAILURE)
+            click.echo(f"s3cse: error: {printable(str(exc))}", err=True)
     if failures:
-        raise CliError(f"{failures} of {len(pairs)} files failed")
+        raise CliError(f"{failures} of {len(pairs)} files failed", worst)
+
+
+def _local_files(folder: str) -> Iterator[tuple[str, str, int]]:
+    """(path, relative name, size) of the regular files under ``folder``, following
+    symlinks (as ``aws s3 cp`` does) but never into the same folder twice. What cannot be
+    sent (a dangling link, a FIFO or device, a file gone or unreadable) is reported on
+    stderr and skipped; the walk goes on."""
+    walked: dict[str, tuple[int, int]] = {}  # folder path -> its (device, inode)
+
+    def skip(path: str, why: str) -> None:
+        click.echo(printable(f"s3cse: warning: skipping {path}: {why}"), err=True)
+
+    def walk_error(error: OSError) -> None:
+        skip(str(error.filename), error.strerror or str(error))
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=walk_error):
+        try:
+            info = os.stat(root)
+        except OSError as exc:
+            skip(root, exc.strerror or str(exc))
+            dirs[:] = []
+            continue
+        identity = (info.st_dev, info.st_ino)
+        parent, ancestors = os.path.dirname(root), set()
+        while parent in walked:  # the folders above this one, on this path
+            ancestors.add(walked[parent])
+            parent = os.path.dirname(parent)
+        if identity in ancestors:  # a link back up the tree: would never end
+            skip(root, "a symlink loop (it links to a folder above it)")
+            dirs[:] = []
+            continue
+        walked[root] = identity
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            try:
+                info = os.stat(path)
+            except OSError as exc:
+                reason = "a dangling symlink" if os.path.islink(path) else exc.strerror
+                skip(path, str(reason or exc))
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                skip(path, "not a regular file (a FIFO, socket or device)")
+                continue
+            yield path, os.path.relpath(path, folder).replace(os.sep, "/"), info.st_size
 
 
 def local_destination(folder: str, relative_key: str) -> str | None:
@@ -715,7 +875,9 @@ def inspect(url: str, as_json: bool, **kw: Any) -> None:
         width = max(len(k) for k in info)
         for k, v in info.items():
             click.echo(
-                f"{k.replace('_', ' '):<{width}}  {json.dumps(v) if isinstance(v, dict) else v}"
+                printable(
+                    f"{k.replace('_', ' '):<{width}}  {json.dumps(v) if isinstance(v, dict) else v}"
+                )
             )
 
     _run(ctx.debug, action)
@@ -741,7 +903,7 @@ def ls(url: str, recursive: bool, **kw: Any) -> None:
             args["Delimiter"] = "/"
         for page in paginator.paginate(**args):
             for common in page.get("CommonPrefixes", []):
-                click.echo(f"{'PRE':>32} {common['Prefix']}")
+                click.echo(f"{'PRE':>32} {printable(common['Prefix'])}")
             for item in page.get("Contents", []):
                 key = item["Key"]
                 if _is_instruction_file(key):
@@ -769,7 +931,7 @@ def ls(url: str, recursive: bool, **kw: Any) -> None:
                         if key_info and not str(key_info).startswith("(inside"):
                             mark += f" {key_info}"
                 modified = item["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
-                click.echo(f"{modified} {size:>12} {mark:<40} {key}")
+                click.echo(f"{modified} {size:>12} {mark:<40} {printable(key)}")
 
     _run(ctx.debug, action)
 
@@ -851,9 +1013,13 @@ def rotate(url: str, workers: int, verify: bool, **kw: Any) -> None:
                 verify=verify,
             )
         for key, message in summary.conflicts:
-            click.echo(f"s3cse: conflict: s3://{location.bucket}/{key}: {message}", err=True)
+            click.echo(
+                printable(f"s3cse: conflict: s3://{location.bucket}/{key}: {message}"), err=True
+            )
         for key, message in summary.failed:
-            click.echo(f"s3cse: error: s3://{location.bucket}/{key}: {message}", err=True)
+            click.echo(
+                printable(f"s3cse: error: s3://{location.bucket}/{key}: {message}"), err=True
+            )
         if not ctx.quiet:
             click.echo(str(summary))
         if summary.failed or summary.conflicts:
@@ -960,8 +1126,15 @@ def _demo_steps(srv: Any, size: int, step: Callable[[str], None]) -> None:
         s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists
     ):
         s3.create_bucket(Bucket=bucket)
-    with tempfile.TemporaryDirectory(prefix="s3cse-demo-") as tmp:
-        _demo_in(Path(tmp), s3, kms, bucket, srv, size, step)
+    try:
+        with tempfile.TemporaryDirectory(prefix="s3cse-demo-") as tmp:
+            _demo_in(Path(tmp), s3, kms, bucket, srv, size, step)
+    finally:  # leave nothing behind in the local store
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=item["Key"])
+        s3.delete_bucket(Bucket=bucket)
+        step(f"removed the demo bucket s3://{bucket}")
 
 
 def _demo_in(
@@ -979,6 +1152,7 @@ def _demo_in(
         while f.tell() < size:
             f.write(f"{i},patient-{i:07d},confidential finding #{i * 7919 % 1000003}\n")
             i += 1
+        f.truncate(size)  # exactly the size asked for
     digest = hashlib.sha256(sample.read_bytes()).hexdigest()
     step(f"wrote a sample file: {sample} ({sample.stat().st_size} bytes, sha256 {digest[:16]}...)")
     aes = AesKeyring(keyfiles.read_aes_key(key_file), {"kid": "demo-aes"})
@@ -997,7 +1171,9 @@ def _demo_in(
     click.echo(f"      first bytes: {head.hex()}")
     click.echo(f"      readable?    {'no, ciphertext' if b'patient' not in head else 'YES (bug!)'}")
     for name, value in sorted(stored["Metadata"].items()):
+        meaning = metadata_name_meaning(name) or "your own metadata, stored as given"
         click.echo(f"      x-amz-meta-{name}: {value[:60]}")
+        click.echo(f"          {meaning}")
     back = client.get_object(Bucket=bucket, Key="records/patients.csv")["Body"].read()
     ok = hashlib.sha256(back).hexdigest() == digest
     step(f"read it back through s3cse: {len(back)} bytes, sha256 {'matches' if ok else 'DIFFERS'}")

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "printable"]
 
 
 class Progress:
@@ -75,8 +75,27 @@ class Progress:
         return lambda n: self._progress.advance(task_id, n)
 
     def log(self, message: str) -> None:
-        """A line above the bars (or on stderr without them)."""
-        if self._progress is not None:
+        """A status line (``upload: ./f to s3://b/f``) on standard output, as aws prints
+        it; above the bars when both go to the terminal. Control characters (from key or
+        file names) are shown escaped, never sent to the terminal."""
+        message = printable(message)
+        if self._progress is not None and sys.stdout.isatty():
             self._progress.console.print(message, markup=False, highlight=False)
         else:
-            print(message, file=sys.stderr)
+            print(message, flush=True)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, newlines, DEL, C1) shown as
+    ``\\xNN`` / ``\\uNNNN`` escapes, so a name cannot move the cursor or fake a line."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)

@@ -39,6 +39,7 @@ __all__ = [
     "encode_instruction_file",
     "encode_metadata",
     "has_crypto_metadata",
+    "metadata_name_meaning",
     "needs_instruction_file",
     "parse_metadata",
 ]
@@ -150,6 +151,34 @@ _V3_WRAP_ALGS_BY_CODE = {code: alg for alg, code in _V3_WRAP_CODES_BY_ALG.items(
 _V2_WRAP_ALGS_BY_NAME = {
     alg.value: alg for alg in WrapAlgorithm if alg is not WrapAlgorithm.V1_IMPLIED
 }
+
+
+_NAME_MEANINGS = {
+    V3_KEY: "the object's data key, wrapped (encrypted) by the master key",
+    V3_WRAP: "how the data key is wrapped: 02 AES-GCM, 12 KMS, 22 RSA-OAEP",
+    V3_CEK: "the content cipher: 115 is AES-256-GCM with a key commitment (V3)",
+    V3_COMMITMENT: "the key commitment: ties the data key to this object's content key",
+    V3_MESSAGE_ID: "a random id from which the content key and IV are derived",
+    V3_MATDESC: "the material description: which AES/RSA master key wrapped the data key",
+    V3_CONTEXT: "the KMS encryption context, bound into the wrapped data key",
+    KEY_V2: "the object's data key, wrapped by the master key (V2)",
+    KEY_V1: "the object's data key, wrapped by the master key (V1, legacy)",
+    IV: "the content cipher's IV (nonce)",
+    MATDESC: "the material description (AES/RSA) or KMS encryption context",
+    WRAP_ALG: "how the data key is wrapped (V2)",
+    CEK_ALG: "the content cipher (V2)",
+    TAG_LEN: "the GCM authentication tag's length in bits",
+    UNENCRYPTED_LENGTH: "the plaintext length (a hint, not authenticated)",
+}
+
+
+def metadata_name_meaning(name: str) -> str | None:
+    """What a crypto metadata name (with or without ``x-amz-meta-``) holds, in one line;
+    None for a name that is not the format's (the user's own metadata)."""
+    name = name.lower()
+    if name.startswith("x-amz-meta-"):
+        name = name[len("x-amz-meta-") :]
+    return _NAME_MEANINGS.get(name)
 
 
 def cek_algorithm_name(suite: AlgorithmSuite) -> str:

@@ -202,9 +202,19 @@ class KmsKeyring(Keyring):
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _UNWRAP_FAILURE_CODES:
+                reason = _UNWRAP_FAILURE_CODES[code]
+                said = str(exc.response.get("Error", {}).get("Message", ""))
+                if code == "NotFoundException" or "does not exist" in said:
+                    # KMS answers AccessDenied for a key that is gone as for one not yours,
+                    # and says which in its message.
+                    reason = (
+                        "the KMS key that wrapped the data key does not exist (it was deleted, "
+                        "or it belonged to a KMS whose keys were lost); no permission change "
+                        "brings it back"
+                    )
                 raise DataKeyUnwrapError(
                     f"KMS refused to decrypt the data key ({code}) with "
-                    f"{self.kms_key_id or 'the key that wrapped it'}: {_UNWRAP_FAILURE_CODES[code]}"
+                    f"{self.kms_key_id or 'the key that wrapped it'}: {reason}"
                 ) from exc
             raise
         key_arn = response.get("KeyId", "")
