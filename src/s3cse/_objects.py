@@ -284,11 +284,7 @@ class ObjectStore:
             ) from exc
 
     def delete_instruction_file(self, bucket: str, key: str, args: Mapping[str, Any]) -> None:
-        self.s3.delete_object(
-            Bucket=bucket,
-            Key=f"{key}{md.INSTRUCTION_FILE_SUFFIX}",
-            **_s3args.forward("instruction_delete", args),
-        )
+        delete_instruction_file(self.s3, bucket, key, args)
 
     def copy_instruction_file(
         self,
@@ -345,3 +341,20 @@ class ObjectStore:
         """Unwrap the data key of a parsed object under this store's settings."""
         with located(bucket, key):
             return begin_decryption(self.cmm, content, self.config, encryption_context=context)
+
+
+def delete_instruction_file(s3: Any, bucket: str, key: str, args: Mapping[str, Any]) -> None:
+    """Delete the instruction file of ``key`` (needs no key; absent is fine)."""
+    s3.delete_object(
+        Bucket=bucket,
+        Key=f"{key}{md.INSTRUCTION_FILE_SUFFIX}",
+        **_s3args.forward("instruction_delete", args),
+    )
+
+
+def delete_object(s3: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """DeleteObject, and the instruction file with the current version (needs no key)."""
+    response = dict(s3.delete_object(**kwargs))
+    if "VersionId" not in kwargs:
+        delete_instruction_file(s3, kwargs["Bucket"], kwargs["Key"], kwargs)
+    return response

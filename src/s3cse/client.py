@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import _rewrap, _s3args, transfer
 from ._body import DecryptedBody
 from ._download import decrypt_stream, plaintext_body, read_chunks, without_redundant_checksum
-from ._objects import ObjectStore, not_encrypted_error, read_content_metadata
+from ._objects import ObjectStore, delete_object, not_encrypted_error, read_content_metadata
 from ._rewrap import ReencryptSummary
 from ._upload import MultipartUpload, plaintext_source, put_object
 from .core import metadata as md
@@ -402,10 +402,7 @@ class EncryptionClient:
 
     def delete_object(self, **kwargs: Any) -> dict[str, Any]:
         """Delete the object and its instruction file (when deleting the current version)."""
-        response = dict(self._store.s3.delete_object(**kwargs))
-        if "VersionId" not in kwargs:
-            self._store.delete_instruction_file(kwargs["Bucket"], kwargs["Key"], kwargs)
-        return response
+        return delete_object(self._store.s3, kwargs)
 
     def delete_objects(self, **kwargs: Any) -> dict[str, Any]:
         """Delete the objects and their instruction files; the response lists the objects."""

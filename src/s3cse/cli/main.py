@@ -3,7 +3,9 @@ the embedded local servers. A shell over EncryptionClient; no crypto here."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
 import fnmatch
 import functools
 import hashlib
@@ -14,6 +16,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,7 +28,7 @@ import click
 
 from .. import __version__
 from .. import _keyfiles as keyfiles
-from .._objects import read_content_metadata
+from .._objects import delete_object, read_content_metadata
 from ..client import EncryptionClient
 from ..core.metadata import (
     INSTRUCTION_FILE_SUFFIX,
@@ -161,6 +164,7 @@ class Context:
     profile: str | None
     region: str | None
     endpoint_url: str | None
+    kms_endpoint_url: str | None
 
     @functools.cached_property
     def session(self) -> Any:
@@ -188,7 +192,8 @@ class Context:
 
     @functools.cached_property
     def kms(self) -> Any:
-        return self.session.client("kms")
+        # None: botocore's own resolution (AWS_ENDPOINT_URL_KMS, then AWS_ENDPOINT_URL).
+        return self.session.client("kms", endpoint_url=self.kms_endpoint_url)
 
 
 def _key_file_option(name: str, help: str) -> Callable[..., Any]:
@@ -280,8 +285,17 @@ def _aws_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--profile", envvar="AWS_PROFILE", help="AWS profile."),
         click.option("--region", help="AWS region."),
-        click.option("--endpoint-url", help="S3 endpoint (AWS_ENDPOINT_URL_S3 works too)."),
-        click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors."),
+        click.option(
+            "--endpoint-url",
+            help="S3 endpoint (AWS_ENDPOINT_URL_S3 works too). S3 only: KMS has its own.",
+        ),
+        click.option(
+            "--kms-endpoint-url",
+            help="KMS endpoint (AWS_ENDPOINT_URL_KMS works too).",
+        ),
+        click.option(
+            "--quiet", "-q", "--only-show-errors", is_flag=True, help="Print nothing but errors."
+        ),
         click.option(
             "--verbose", "-v", is_flag=True, help="Also say which key encrypts (on stderr)."
         ),
@@ -302,6 +316,7 @@ def _context(kw: dict[str, Any]) -> Context:
         profile=kw.pop("profile"),
         region=kw.pop("region"),
         endpoint_url=kw.pop("endpoint_url"),
+        kms_endpoint_url=kw.pop("kms_endpoint_url"),
     )
 
 
@@ -528,45 +543,151 @@ def keygen_rsa(private: str, public: str, bits: int) -> None:
 # ---- cp / cat
 
 
-@main.command(cls=_RecordingCommand, epilog=EXIT_CODES_HELP)
-@click.argument("src")
-@click.argument("dst")
-@click.option("--recursive", "-r", is_flag=True, help="Copy a folder or an S3 prefix.")
-@click.option(
-    "--include", multiple=True, help="Include files matching this pattern (with --recursive)."
-)
-@click.option(
-    "--exclude", multiple=True, help="Exclude files matching this pattern (with --recursive)."
-)
-@click.option("--to-kms-key-id", help="s3->s3: re-encrypt under this KMS key.")
-@click.option(
-    "--to-aes-key", type=click.Path(dir_okay=False), help="s3->s3: re-encrypt under this AES key."
-)
-@click.option(
-    "--to-rsa-public-key",
-    type=click.Path(dir_okay=False),
-    help="s3->s3: re-encrypt under this RSA public key.",
-)
-@_key_options
-@_aws_options
-def cp(
-    src: str,
-    dst: str,
-    recursive: bool,
-    include: tuple[str, ...],
-    exclude: tuple[str, ...],
-    **kw: Any,
-) -> None:
-    """Copy, encrypting on the way up and decrypting on the way down.
+def _transfer_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that move data (cp, mv): selection, target keys, aws's
+    upload arguments, --dryrun and --workers."""
+    options = [
+        click.option("--recursive", "-r", is_flag=True, help="A folder or an S3 prefix."),
+        click.option("--include", multiple=True, help="Include names matching this pattern (-r)."),
+        click.option("--exclude", multiple=True, help="Exclude names matching this pattern (-r)."),
+        click.option("--to-kms-key-id", help="s3->s3: re-encrypt under this KMS key."),
+        click.option(
+            "--to-aes-key",
+            type=click.Path(dir_okay=False),
+            help="s3->s3: re-encrypt under this AES key.",
+        ),
+        click.option(
+            "--to-rsa-public-key",
+            type=click.Path(dir_okay=False),
+            help="s3->s3: re-encrypt under this RSA public key.",
+        ),
+        click.option("--dryrun", is_flag=True, help="Print what would be done; change nothing."),
+        click.option(
+            "--workers",
+            default=10,
+            show_default=True,
+            type=click.IntRange(1, 64),
+            help="Files transferred at once (with --recursive).",
+        ),
+        click.option("--content-type", help="Content-Type of uploaded objects."),
+        click.option(
+            "--metadata", help='User metadata of uploaded objects: k=v,k2=v2 or JSON {"k": "v"}.'
+        ),
+        click.option(
+            "--sse",
+            type=click.Choice(["AES256", "aws:kms"]),
+            help="S3 server-side encryption on top (the store then also encrypts).",
+        ),
+        click.option("--sse-kms-key-id", help="KMS key for --sse aws:kms."),
+        click.option(
+            "--sse-c",
+            type=click.Choice(["AES256"]),
+            help="S3 server-side encryption with your key (SSE-C), with --sse-c-key.",
+        ),
+        click.option(
+            "--sse-c-key", help="The SSE-C key: 32 bytes, or fileb://FILE to read it from a file."
+        ),
+        click.option("--storage-class", help="Storage class of uploaded objects."),
+        click.option("--acl", help="Canned ACL of uploaded objects."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
-    SRC and DST are each a local path, - (stdin/stdout) or s3://bucket/key.
-    local->s3 encrypts, s3->local decrypts, s3->s3 decrypts and re-encrypts.
-    """
+
+@dataclass
+class _Transfer:
+    """What one cp/mv run does to each file, however many there are."""
+
+    ctx: Context
+    crypto: Crypto
+    dest: EncryptionClient
+    verb: str | None  # "move" for mv; else upload/download/copy by direction
+    dryrun: bool
+    upload_args: dict[str, Any]
+    read_args: dict[str, Any]
+    progress: Progress
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def callback(self, task: Callable[[int], None]) -> Callable[[int], None]:
+        """``task``, stopping the transfer (as Ctrl-C does) once the run was interrupted."""
+
+        def report(n: int) -> None:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            task(n)
+
+        return report
+
+    def status(self, kind: str, source: Any, target: Any) -> None:
+        if not self.ctx.quiet:
+            prefix = "(dryrun) " if self.dryrun else ""
+            self.progress.log(f"{prefix}{self.verb or kind}: {source} to {target}")
+
+
+def _parse_metadata_option(value: str | None) -> dict[str, str]:
+    if not value:
+        return {}
+    if value.lstrip().startswith("{"):
+        return keyfiles.parse_json_map(value, "--metadata")
+    pairs = {}
+    for item in value.split(","):
+        name, equals, content = item.partition("=")
+        if not equals or not name.strip():
+            raise click.UsageError(f"--metadata takes k=v,k2=v2 or JSON; {item!r} has no '='")
+        pairs[name.strip()] = content
+    return pairs
+
+
+def _sse_c_key(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if value.startswith("fileb://"):
+        with open(value[len("fileb://") :], "rb") as f:
+            return f.read()
+    return value.encode()
+
+
+def _aws_transfer_args(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(upload ExtraArgs, read arguments) from aws's options."""
+    upload: dict[str, Any] = {}
+    metadata = _parse_metadata_option(kw.pop("metadata"))
+    if metadata:
+        upload["Metadata"] = metadata
+    for option, name in (
+        ("content_type", "ContentType"),
+        ("sse", "ServerSideEncryption"),
+        ("sse_kms_key_id", "SSEKMSKeyId"),
+        ("storage_class", "StorageClass"),
+        ("acl", "ACL"),
+    ):
+        value = kw.pop(option)
+        if value:
+            upload[name] = value
+    algorithm, key = kw.pop("sse_c"), _sse_c_key(kw.pop("sse_c_key"))
+    if (algorithm is None) != (key is None):
+        raise click.UsageError("--sse-c and --sse-c-key go together")
+    read: dict[str, Any] = {}
+    if key is not None:
+        if len(key) != 32:
+            raise click.UsageError(f"--sse-c-key must be 32 bytes, found {len(key)}")
+        read = {"SSECustomerAlgorithm": algorithm, "SSECustomerKey": key}
+        upload.update(read)
+    return upload, read
+
+
+def _transfer_command(src: str, dst: str, kw: dict[str, Any], *, move: bool) -> None:
     ctx = _context(kw)
     to = {k: kw.pop(k) for k in ("to_kms_key_id", "to_aes_key", "to_rsa_public_key")}
+    recursive, dryrun, workers = kw.pop("recursive"), kw.pop("dryrun"), kw.pop("workers")
+    kw.pop("include")
+    kw.pop("exclude")
     source, target = parse_location(src), parse_location(dst)
+    if move and "-" in (source, target):
+        raise click.UsageError("mv moves files and objects; use cp with - (stdin/stdout)")
 
     def action() -> None:
+        upload_args, read_args = _aws_transfer_args(kw)
         with _key_warnings(ctx.quiet):
             # s3->s3 with --to-* keys: the command's own keys only read the source.
             writing = isinstance(target, S3Url) and not (
@@ -579,19 +700,60 @@ def cp(
                 else crypto.client
             )
         filters = _filter_order()
-        with Progress(enabled=ctx.progress and not ctx.quiet) as progress:
+        with Progress(enabled=ctx.progress and not ctx.quiet and not dryrun) as progress:
+            run = _Transfer(
+                ctx,
+                crypto,
+                dest_client,
+                "move" if move else None,
+                dryrun,
+                upload_args,
+                read_args,
+                progress,
+            )
             if recursive:
-                _copy_recursive(ctx, crypto, dest_client, source, target, filters, progress)
+                _copy_recursive(run, source, target, filters, workers)
             else:
-                _copy_one(ctx, crypto, dest_client, source, target, progress)
+                _copy_one(run, source, target)
 
+    verb = "move" if move else "upload"
     if isinstance(target, S3Url):
         stopped = (
-            "the upload in progress was stopped and its multipart upload aborted; it stored nothing"
+            f"the {verb} in progress was stopped and its multipart upload aborted; "
+            "it stored nothing"
         )
     else:
-        stopped = "the download in progress was stopped; it left no partial file"
+        stopped = (
+            f"the {'move' if move else 'download'} in progress was stopped; it left no partial file"
+        )
     _run(ctx.debug, action, stopped)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("src")
+@click.argument("dst")
+@_transfer_options
+@_key_options
+@_aws_options
+def cp(src: str, dst: str, **kw: Any) -> None:
+    """Copy, encrypting on the way up and decrypting on the way down.
+
+    SRC and DST are each a local path, - (stdin/stdout) or s3://bucket/key.
+    local->s3 encrypts, s3->local decrypts, s3->s3 decrypts and re-encrypts.
+    """
+    _transfer_command(src, dst, kw, move=False)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("src")
+@click.argument("dst")
+@_transfer_options
+@_key_options
+@_aws_options
+def mv(src: str, dst: str, **kw: Any) -> None:
+    """Move: copy as cp does, then delete the source (a local file, or an object with its
+    instruction file) once its copy is complete. s3->s3 re-encrypts under --to-* keys."""
+    _transfer_command(src, dst, kw, move=True)
 
 
 def _destination_client(ctx: Context, crypto: Crypto, to: dict[str, Any]) -> EncryptionClient:
@@ -611,16 +773,12 @@ def _destination_client(ctx: Context, crypto: Crypto, to: dict[str, Any]) -> Enc
     )
 
 
-def _copy_one(
-    ctx: Context,
-    crypto: Crypto,
-    dest: EncryptionClient,
-    source: S3Url | str,
-    target: S3Url | str,
-    progress: Progress,
-) -> None:
-    client = crypto.client
-    extra = {"EncryptionContext": crypto.context} if crypto.context else {}
+def _copy_one(run: _Transfer, source: S3Url | str, target: S3Url | str) -> None:
+    ctx, progress = run.ctx, run.progress
+    client = run.crypto.client
+    context = {"EncryptionContext": run.crypto.context} if run.crypto.context else {}
+    read = {**context, **run.read_args}
+    upload = {**context, **run.upload_args}
     if isinstance(source, S3Url) and not source.key:
         raise click.UsageError(f"{source} names no object; add a key or use --recursive")
     if isinstance(target, S3Url):
@@ -633,30 +791,47 @@ def _copy_one(
                 name = os.path.basename(source)
             target = S3Url(target.bucket, target.key + name)
         if isinstance(source, S3Url):
-            response = client.get_object(Bucket=source.bucket, Key=source.key, **extra)
+            if run.dryrun:
+                run.status("copy", source, target)
+                return
+            response = client.get_object(Bucket=source.bucket, Key=source.key, **read)
             with response["Body"] as body:
-                task = progress.task(str(target), response.get("ContentLength"))
-                dest.upload_fileobj(body, target.bucket, target.key, ExtraArgs=extra, Callback=task)
-            if not ctx.quiet:
-                progress.log(f"copy: {source} to {target}")
+                task = run.callback(progress.task(str(target), response.get("ContentLength")))
+                run.dest.upload_fileobj(
+                    body, target.bucket, target.key, ExtraArgs=upload, Callback=task
+                )
+            if run.verb == "move":
+                client.delete_object(Bucket=source.bucket, Key=source.key, **_access(read))
+            run.status("copy", source, target)
             return
-        elif source == "-":
-            task = progress.task(str(target), None)
+        if source == "-":
+            if run.dryrun:
+                run.status("upload", source, target)
+                return
+            task = run.callback(progress.task(str(target), None))
             client.upload_fileobj(
-                sys.stdin.buffer, target.bucket, target.key, ExtraArgs=extra, Callback=task
+                sys.stdin.buffer, target.bucket, target.key, ExtraArgs=upload, Callback=task
             )
         else:
             if os.path.isdir(source):
                 raise click.UsageError(f"{source} is a folder: add --recursive to copy it")
-            task = progress.task(str(target), os.path.getsize(source))  # OSError: per file
-            client.upload_file(source, target.bucket, target.key, ExtraArgs=extra, Callback=task)
-        if not ctx.quiet:
-            progress.log(f"upload: {source} to {target}")
+            size = os.path.getsize(source)  # OSError: reported per file
+            if run.dryrun:
+                run.status("upload", source, target)
+                return
+            task = run.callback(progress.task(str(target), size))
+            client.upload_file(source, target.bucket, target.key, ExtraArgs=upload, Callback=task)
+            if run.verb == "move":
+                os.unlink(source)
+        run.status("upload", source, target)
         return
     if not isinstance(source, S3Url):
         raise click.UsageError("one of SRC and DST must be an s3:// location")
     if target == "-":
-        response = client.get_object(Bucket=source.bucket, Key=source.key, **extra)
+        if run.dryrun:
+            run.status("download", source, target)
+            return
+        response = client.get_object(Bucket=source.bucket, Key=source.key, **read)
         out = sys.stdout.buffer
         with response["Body"] as body:
             for chunk in body.iter_chunks(1024 * 1024):
@@ -666,19 +841,29 @@ def _copy_one(
     path = target
     if os.path.isdir(path) or path.endswith(os.sep):
         path = os.path.join(path, source.key.rsplit("/", 1)[-1])
+    size = _download_size(ctx, source, run.read_args)
+    if run.dryrun:
+        run.status("download", source, path)
+        return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    task = progress.task(str(source), _download_size(ctx, source))
-    client.download_file(source.bucket, source.key, path, ExtraArgs=extra, Callback=task)
-    if not ctx.quiet:
-        progress.log(f"download: {source} to {path}")
+    task = run.callback(progress.task(str(source), size))
+    client.download_file(source.bucket, source.key, path, ExtraArgs=read, Callback=task)
+    if run.verb == "move":
+        client.delete_object(Bucket=source.bucket, Key=source.key, **_access(read))
+    run.status("download", source, path)
 
 
-def _download_size(ctx: Context, source: S3Url) -> Any:
+def _access(args: dict[str, Any]) -> dict[str, Any]:
+    """What a DeleteObject of the source takes of the read arguments (none of SSE-C)."""
+    return {k: v for k, v in args.items() if k in ("RequestPayer", "ExpectedBucketOwner")}
+
+
+def _download_size(ctx: Context, source: S3Url, read_args: dict[str, Any] | None = None) -> Any:
     """The plaintext size to show; a missing key that is a prefix says to add -r."""
     from botocore.exceptions import ClientError
 
     try:
-        return _describe(ctx.s3, source.bucket, source.key)["plaintext_size"]
+        return _describe(ctx.s3, source.bucket, source.key, read_args)["plaintext_size"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             listed = ctx.s3.list_objects_v2(
@@ -692,17 +877,15 @@ def _download_size(ctx: Context, source: S3Url) -> Any:
 
 
 def _copy_recursive(
-    ctx: Context,
-    crypto: Crypto,
-    dest: EncryptionClient,
+    run: _Transfer,
     source: S3Url | str,
     target: S3Url | str,
-    filters: Any,
-    progress: Progress,
+    order: list[tuple[str, str]],
+    workers: int,
 ) -> None:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    order = filters
+    ctx = run.ctx
     pairs: list[tuple[S3Url | str, S3Url | str, int | None]] = []
     if isinstance(source, S3Url):
         prefix = source.key
@@ -738,15 +921,39 @@ def _copy_recursive(
         for path, relative, size in _local_files(source):
             if _matches(relative, order):
                 pairs.append((path, S3Url(target.bucket, _join_key(target.key, relative)), size))
-    progress.total(sum(size or 0 for *_, size in pairs))
+    run.progress.total(sum(size or 0 for *_, size in pairs))
     failures, worst = 0, EXIT_FAILURE
-    for src, dst, _ in pairs:
+    lock = threading.Lock()
+
+    def one(pair: tuple[S3Url | str, S3Url | str, int | None]) -> None:
+        nonlocal failures, worst
+        if run.stop.is_set():
+            return
         try:
-            _copy_one(ctx, crypto, dest, src, dst, progress)
-        except (S3CSEError, ClientError, OSError) as exc:
-            failures += 1
-            worst = max(worst, _exit_code(exc) if _exit_code(exc) != EXIT_USAGE else EXIT_FAILURE)
-            click.echo(f"s3cse: error: {printable(str(exc))}", err=True)
+            _copy_one(run, pair[0], pair[1])
+        except (S3CSEError, ClientError, BotoCoreError, OSError, click.UsageError) as exc:
+            code = EXIT_FAILURE if isinstance(exc, click.UsageError) else _exit_code(exc)
+            message = exc.format_message() if isinstance(exc, click.UsageError) else str(exc)
+            with lock:
+                failures += 1
+                worst = max(worst, code if code != EXIT_USAGE else EXIT_FAILURE)
+            click.echo(f"s3cse: error: {printable(message)}", err=True)
+
+    # Files at once (each large one also sends its parts at once); an interrupt stops
+    # the ones under way through their progress callbacks, which clean up as Ctrl-C does.
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3cse-cp")
+    futures: list[concurrent.futures.Future[None]] = []
+    try:
+        futures += [pool.submit(one, pair) for pair in pairs]
+        for future in futures:
+            future.result()
+    except BaseException:
+        run.stop.set()
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     if failures:
         raise CliError(f"{failures} of {len(pairs)} files failed", worst)
 
@@ -843,8 +1050,11 @@ def cat(src: str, **kw: Any) -> None:
 # ---- ls / inspect
 
 
-def _describe(s3: Any, bucket: str, key: str) -> dict[str, Any]:
-    head = s3.head_object(Bucket=bucket, Key=key)
+def _describe(
+    s3: Any, bucket: str, key: str, read_args: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    sse_c = {k: v for k, v in (read_args or {}).items() if k.startswith("SSECustomer")}
+    head = s3.head_object(Bucket=bucket, Key=key, **sse_c)
     size = int(head["ContentLength"])
     info: dict[str, Any] = {"object": f"s3://{bucket}/{key}"}
     try:
@@ -883,55 +1093,208 @@ def inspect(url: str, as_json: bool, **kw: Any) -> None:
     _run(ctx.debug, action)
 
 
+def _human(size: Any) -> str:
+    """A size as aws --human-readable shows it (1.0 KiB, 3.2 MiB)."""
+    if not isinstance(size, int):
+        return str(size)
+    value = float(size)
+    for unit in ("Bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} Bytes" if unit == "Bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _mark(ctx: Context, bucket: str, item: dict[str, Any]) -> tuple[Any, str]:
+    """(plaintext size, how it is encrypted) of a listed object, from its HEAD."""
+    try:
+        info = _describe(ctx.s3, bucket, item["Key"])
+    except S3CSEError as exc:
+        return item["Size"], f"damaged: {exc.message[:40]}"
+    size = info.get("plaintext_size")
+    if size is None:  # CBC without a length field: known only on decrypt
+        size = "?"
+    if info.get("format") == "not encrypted":
+        return size, "plain"
+    key_info = (
+        info.get("kms_key_id")
+        if "encryption_context" in info
+        else json.dumps(info.get("material_description", {}))
+    )
+    mark = f"{info['format']} {info['wrap_algorithm']}"
+    if info["key_commitment_present"]:
+        mark += " committed"
+    if key_info and not str(key_info).startswith("(inside"):
+        mark += f" {key_info}"
+    return size, mark
+
+
 @main.command(epilog=EXIT_CODES_HELP)
-@click.argument("url")
+@click.argument("url", required=False)
 @click.option(
     "--recursive", "-r", is_flag=True, help="List everything under the prefix, not one level."
 )
+@click.option("--human-readable", is_flag=True, help="Sizes in KiB, MiB, GiB.")
+@click.option("--summarize", is_flag=True, help="End with the number and total size of objects.")
 @_aws_options
-def ls(url: str, recursive: bool, **kw: Any) -> None:
-    """List objects under s3://bucket/prefix, marking which are encrypted and how."""
+def ls(url: str | None, recursive: bool, human_readable: bool, summarize: bool, **kw: Any) -> None:
+    """List buckets (no URL), or the objects under s3://bucket[/prefix] with their
+    plaintext sizes and how each is encrypted (needs no key). As aws: names relative to
+    the prefix, exit 1 when nothing is found."""
     ctx = _context(kw)
-    location = parse_location(url)
-    if not isinstance(location, S3Url):
-        raise click.UsageError("ls takes s3://bucket[/prefix]")
+    location = parse_location(url) if url else None
+    if location is not None and not isinstance(location, S3Url):
+        raise click.UsageError("ls takes s3://bucket[/prefix], or nothing to list buckets")
 
     def action() -> None:
+        if location is None:
+            buckets = ctx.s3.list_buckets().get("Buckets", [])
+            for b in buckets:
+                created = b["CreationDate"].strftime("%Y-%m-%d %H:%M:%S")
+                click.echo(f"{created} {printable(b['Name'])}")
+            if not buckets:
+                sys.exit(EXIT_FAILURE)
+            return
         paginator = ctx.s3.get_paginator("list_objects_v2")
         args: dict[str, Any] = {"Bucket": location.bucket, "Prefix": location.key}
         if not recursive:
             args["Delimiter"] = "/"
-        for page in paginator.paginate(**args):
-            for common in page.get("CommonPrefixes", []):
-                click.echo(f"{'PRE':>32} {printable(common['Prefix'])}")
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                if _is_instruction_file(key):
-                    continue
-                try:
-                    info = _describe(ctx.s3, location.bucket, key)
-                except S3CSEError as exc:
-                    mark = f"damaged: {exc.message[:40]}"
-                    size: Any = item["Size"]
-                else:
-                    size = info.get("plaintext_size")
-                    if size is None:  # CBC without a length field: known only on decrypt
-                        size = "?"
-                    if info.get("format") == "not encrypted":
-                        mark = "plain"
-                    else:
-                        key_info = (
-                            info.get("kms_key_id")
-                            if "encryption_context" in info
-                            else json.dumps(info.get("material_description", {}))
-                        )
-                        mark = f"{info['format']} {info['wrap_algorithm']}"
-                        if info["key_commitment_present"]:
-                            mark += " committed"
-                        if key_info and not str(key_info).startswith("(inside"):
-                            mark += f" {key_info}"
-                modified = item["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
-                click.echo(f"{modified} {size:>12} {mark:<40} {printable(key)}")
+        # Non-recursive names are relative to the prefix's folder, as aws shows them.
+        base = "" if recursive else location.key[: location.key.rfind("/") + 1]
+        count, total, shown = 0, 0, 0
+        with concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="s3cse-ls") as pool:
+            for page in paginator.paginate(**args):
+                for common in page.get("CommonPrefixes", []):
+                    shown += 1
+                    click.echo(f"{'PRE':>32} {printable(common['Prefix'][len(base) :])}")
+                items = [i for i in page.get("Contents", []) if not _is_instruction_file(i["Key"])]
+                marks = pool.map(lambda i: _mark(ctx, location.bucket, i), items)
+                for item, (size, mark) in zip(items, marks, strict=True):
+                    shown += 1
+                    count += 1
+                    total += size if isinstance(size, int) else int(item["Size"])
+                    modified = item["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
+                    shown_size = _human(size) if human_readable else size
+                    name = printable(item["Key"][len(base) :])
+                    click.echo(f"{modified} {shown_size:>12} {mark:<40} {name}")
+        if summarize:
+            click.echo(f"\nTotal Objects: {count}")
+            click.echo(f"   Total Size: {_human(total) if human_readable else total}")
+        if not shown:
+            sys.exit(EXIT_FAILURE)
+
+    _run(ctx.debug, action)
+
+
+# ---- buckets and deletes
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("url")
+@_aws_options
+def mb(url: str, **kw: Any) -> None:
+    """Make a bucket: s3://bucket."""
+    ctx = _context(kw)
+    location = parse_location(url)
+    if not isinstance(location, S3Url) or location.key:
+        raise click.UsageError("mb takes s3://bucket")
+
+    def action() -> None:
+        args: dict[str, Any] = {"Bucket": location.bucket}
+        region = ctx.s3.meta.region_name
+        if region and region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        ctx.s3.create_bucket(**args)
+        if not ctx.quiet:
+            click.echo(f"make_bucket: {location.bucket}")
+
+    _run(ctx.debug, action)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("url")
+@click.option("--force", is_flag=True, help="Delete every object in it first.")
+@_aws_options
+def rb(url: str, force: bool, **kw: Any) -> None:
+    """Remove a bucket: s3://bucket (empty, or with --force)."""
+    ctx = _context(kw)
+    location = parse_location(url)
+    if not isinstance(location, S3Url) or location.key:
+        raise click.UsageError("rb takes s3://bucket")
+
+    def action() -> None:
+        if not force and next(_list_objects(ctx.s3, location.bucket, ""), None) is not None:
+            # Checked here: not every store refuses to delete a bucket with objects in it.
+            raise CliError(
+                f"s3://{location.bucket} is not empty; rb --force deletes its objects first"
+            )
+        if force:
+            for item in _list_objects(ctx.s3, location.bucket, ""):
+                ctx.s3.delete_object(Bucket=location.bucket, Key=item["Key"])
+                if not ctx.quiet and not _is_instruction_file(item["Key"]):
+                    click.echo(printable(f"delete: s3://{location.bucket}/{item['Key']}"))
+        ctx.s3.delete_bucket(Bucket=location.bucket)
+        if not ctx.quiet:
+            click.echo(f"remove_bucket: {location.bucket}")
+
+    _run(ctx.debug, action)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("url")
+@click.option("--recursive", "-r", is_flag=True, help="Everything under the prefix.")
+@click.option("--include", multiple=True, help="Include keys matching this pattern (-r).")
+@click.option("--exclude", multiple=True, help="Exclude keys matching this pattern (-r).")
+@click.option("--dryrun", is_flag=True, help="Print what would be deleted; delete nothing.")
+@_aws_options
+def rm(url: str, recursive: bool, dryrun: bool, **kw: Any) -> None:
+    """Delete s3://bucket/key with its instruction file (--recursive: everything under
+    the prefix, stray instruction files included). Needs no key."""
+    ctx = _context(kw)
+    kw.pop("include")
+    kw.pop("exclude")
+    location = parse_location(url)
+    if not isinstance(location, S3Url) or (not location.key and not recursive):
+        raise click.UsageError("rm takes s3://bucket/key (or s3://bucket[/prefix] --recursive)")
+    order = _filter_order()
+
+    def action() -> None:
+        from botocore.exceptions import ClientError
+
+        if recursive:
+            prefix = location.key
+            if prefix and not prefix.endswith("/"):
+                prefix += "/"
+            listed = [i["Key"] for i in _list_objects(ctx.s3, location.bucket, prefix)]
+            present = set(listed)
+            keys = [
+                k
+                for k in listed
+                if _matches(k[len(prefix) :], order)
+                and not (_is_instruction_file(k) and k[: -len(INSTRUCTION_FILE_SUFFIX)] in present)
+            ]
+        else:
+            keys = [location.key]
+        failures = 0
+        # One at a time through the client: it takes each object's instruction file along
+        # (and a name XML cannot carry is no problem for a single DELETE).
+        for key in keys:
+            line = printable(f"delete: s3://{location.bucket}/{key}")
+            if dryrun:
+                click.echo(f"(dryrun) {line}")
+                continue
+            try:
+                delete_object(ctx.s3, {"Bucket": location.bucket, "Key": key})
+            except ClientError as exc:
+                failures += 1
+                click.echo(
+                    printable(f"s3cse: error: s3://{location.bucket}/{key}: {exc}"), err=True
+                )
+                continue
+            if not ctx.quiet:
+                click.echo(line)
+        if failures:
+            raise CliError(f"{failures} of {len(keys)} objects could not be deleted")
 
     _run(ctx.debug, action)
 
