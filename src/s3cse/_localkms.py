@@ -144,7 +144,16 @@ def main(argv: list[str] | None = None) -> None:
 
     state_file = Path(args.state)
     if state_file.exists():
-        restore(kms_backends, json.loads(state_file.read_text()))
+        try:
+            restore(kms_backends, json.loads(state_file.read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Never start without them (a new key under the old alias would hide the
+            # loss) and never overwrite the file: it holds the only copy of the keys.
+            raise SystemExit(
+                f"s3cse local KMS: cannot read its keys from {state_file} ({exc!r}); repair "
+                "the file, or move it away to start with new keys (objects encrypted under "
+                "the old ones then stay unreadable)"
+            ) from None
     _persisting(kms_backends, state_file)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     stop = threading.Event()

@@ -297,7 +297,7 @@ def replacing_file(filename: str) -> Iterator[Any]:
             # Private while it is written; then the mode any new file gets (the umask's),
             # or the one of the file it replaces.
             try:
-                mode = stat.S_IMODE(os.stat(filename).st_mode)
+                mode = stat.S_IMODE(os.stat(filename).st_mode) & 0o777  # no setuid/setgid
             except FileNotFoundError:
                 mode = 0o666 & ~_umask()
             os.fchmod(f.fileno(), mode)
@@ -317,7 +317,7 @@ def _umask() -> int:
                     return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
-    return 0o022
+    return 0o077  # unknown (no /proc): keep the file private
 
 
 def ciphertext_chunks(

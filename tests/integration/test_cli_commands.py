@@ -184,3 +184,94 @@ def test_kms_endpoint_url_option(servers, bucket, kms_key_arn, tmp_path):
         "cp", str(tmp_path / "f"), f"s3://{bucket}/k", "--kms-key-id", kms_key_arn,
         "--kms-endpoint-url", servers.kms.endpoint, env=env, check_code=0,
     )  # fmt: skip
+
+
+def test_mv_onto_itself_is_refused_and_loses_nothing(s3, bucket, key, tmp_path):
+    (tmp_path / "f").write_bytes(b"only copy")
+    run("cp", str(tmp_path / "f"), f"s3://{bucket}/self/k", "--aes-key", key, check_code=0)
+    for args in (
+        [f"s3://{bucket}/self/k", f"s3://{bucket}/self/k"],
+        [f"s3://{bucket}/self/k", f"s3://{bucket}/self/"],
+        [f"s3://{bucket}/self/", f"s3://{bucket}/self", "--recursive"],
+    ):
+        done = run("mv", *args, "--aes-key", key, check_code=2)
+        assert b"onto itself" in done.stderr
+    got = s3cse.EncryptionClient(s3, keyring=_reader(key)).get_object(Bucket=bucket, Key="self/k")
+    assert got["Body"].read() == b"only copy"
+
+
+def test_a_recursive_download_writes_each_object_to_its_own_name_or_fails(
+    s3, bucket, key, tmp_path
+):
+    """An object whose file name is a folder there fails (it is not put inside it, where
+    another object of that name would land too), and mv then keeps it."""
+    client = s3cse.EncryptionClient(s3, keyring=_reader(key))
+    client.put_object(Bucket=bucket, Key="c/x", Body=b"file x")
+    client.put_object(Bucket=bucket, Key="c/y", Body=b"file y")
+    out = tmp_path / "out"
+    (out / "x").mkdir(parents=True)
+    done = run("mv", "-r", f"s3://{bucket}/c/", str(out), "--aes-key", key)
+    assert done.returncode == 1 and b"1 of 2 files failed" in done.stderr
+    assert b"is a folder" in done.stderr
+    assert list((out / "x").iterdir()) == [] and (out / "y").read_bytes() == b"file y"
+    assert _keys(s3, bucket, "c/") == ["c/x"]  # not deleted: it was not moved
+
+
+def test_s3_to_s3_copies_keep_content_type_and_user_metadata(s3, bucket, key, tmp_path):
+    (tmp_path / "f").write_bytes(b"kept")
+    run(
+        "cp", str(tmp_path / "f"), f"s3://{bucket}/a", "--aes-key", key,
+        "--content-type", "text/plain", "--metadata", "owner=ana", check_code=0,
+    )  # fmt: skip
+    run("mv", f"s3://{bucket}/a", f"s3://{bucket}/b", "--aes-key", key, check_code=0)
+    head = s3.head_object(Bucket=bucket, Key="b")
+    assert head["ContentType"] == "text/plain" and lower_keys(head["Metadata"])["owner"] == "ana"
+
+
+def test_a_recursive_mv_moves_files_not_what_links_point_to(s3, bucket, key, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not mine to delete")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "mine.txt").write_bytes(b"mine")
+    (tree / "link.txt").symlink_to(outside)
+    done = run("mv", "-r", str(tree), f"s3://{bucket}/mv/", "--aes-key", key, check_code=0)
+    assert b"a symlink" in done.stderr
+    assert outside.read_bytes() == b"not mine to delete" and not (tree / "mine.txt").exists()
+    assert _keys(s3, bucket, "mv/") == ["mv/mine.txt"]
+
+
+def test_a_recursive_copy_into_a_closed_pipe_exits_quietly(s3, bucket, key, tmp_path):
+    import subprocess
+
+    from tests.integration.test_cli import S3CSE
+
+    tree = tmp_path / "many"
+    tree.mkdir()
+    for i in range(40):
+        (tree / f"f{i:02d}").write_bytes(b"x")
+    done = subprocess.run(
+        f"'{S3CSE}' cp -r '{tree}' s3://{bucket}/pipe/ --aes-key '{key}' | head -1 >/dev/null;"
+        ' echo "status ${PIPESTATUS[0]}" >&2',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        timeout=300,
+    )
+    lines = done.stderr.decode().strip().splitlines()
+    assert lines[-1] in ("status 141", "status 0"), lines  # 0: all lines fitted the pipe
+    assert not any("Errno" in line or "failed" in line for line in lines), lines
+
+
+def test_a_corrupt_local_kms_state_is_reported_and_kept(tmp_path):
+    home = tmp_path / "home"
+    state = home / "local" / "kms" / "keys.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"keys": [{"id": "x"}]}')
+    done = run("local", "start", env={"S3CSE_HOME": str(home)})
+    try:
+        assert done.returncode == 1
+        assert str(state).encode() in done.stderr and b"Traceback" not in done.stderr
+        assert state.read_text() == '{"keys": [{"id": "x"}]}'  # the only copy: untouched
+    finally:
+        run("local", "stop", env={"S3CSE_HOME": str(home)})

@@ -164,3 +164,59 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, s3, bucket, key, servers):
         download.kill()
     assert download.returncode == 143, stderr
     assert list(out.iterdir()) == []  # no .s3cse-*.part of unverified plaintext
+
+
+def test_a_recursive_copy_in_a_terminal_shows_one_bar_that_ends_cleanly(
+    tmp_path, s3, bucket, key, servers
+):
+    """Driven in a pseudo-terminal, as a user sees it: one overall bar of files and bytes,
+    names shown as they are (rich markup in a name is not interpreted), the cursor given
+    back at the end."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(3):
+        (tree / f"f[red]{i}").write_bytes(os.urandom(3000))
+    (tree / "big").write_bytes(os.urandom(3 * MiB))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [S3CSE, "cp", "-r", str(tree), f"s3://{bucket}/pty/", "--aes-key", key],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, **servers.environment},
+        close_fds=True,
+    )
+    os.close(slave)
+    shown = b""
+    try:
+        for _ in range(10_000):  # bounded
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert proc.wait(60) == 0, shown[-2000:]
+    finally:
+        proc.kill()
+        os.close(master)
+    text = shown.decode(errors="replace")
+    assert "4/4 files" in text and "Traceback" not in text
+    assert text.count("upload: ") == 4 and "f[red]0" in text
+    assert shown.rstrip(b"\r\n").endswith(b"\x1b[?25h")  # the display ended, cursor back
+    assert len(_keys_under(s3, bucket, "pty/")) == 4
+
+
+def _keys_under(s3, bucket, prefix):
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]

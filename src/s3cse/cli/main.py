@@ -32,6 +32,7 @@ from .._objects import delete_object, read_content_metadata
 from ..client import EncryptionClient
 from ..core.metadata import (
     INSTRUCTION_FILE_SUFFIX,
+    crypto_metadata_keys,
     likely_plaintext_length,
     metadata_name_meaning,
 )
@@ -117,14 +118,19 @@ def _run(debug: bool, action: Callable[[], None], stopped: str = _STOPPED) -> No
 
     terminated: list[int] = []
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        # As sent by timeout, systemd, Kubernetes: clean up as for Ctrl-C (abort the
-        # multipart upload, remove the partial download), then exit 128 + 15.
-        terminated.append(signum)
+    def on_signal(signum: int, frame: Any) -> None:
+        # Ctrl-C, or SIGTERM as sent by timeout, systemd, Kubernetes: clean up (abort the
+        # multipart upload, remove the partial download), then exit 130 / 143. Further
+        # signals are ignored, so they cannot cut that cleanup short.
+        if signum == signal.SIGTERM:
+            terminated.append(signum)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     with contextlib.suppress(ValueError):  # not the main thread (embedded use)
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     try:
         action()
     except click.exceptions.Exit:
@@ -165,6 +171,7 @@ class Context:
     region: str | None
     endpoint_url: str | None
     kms_endpoint_url: str | None
+    connections: int = 32
 
     @functools.cached_property
     def session(self) -> Any:
@@ -186,7 +193,7 @@ class Context:
         config = Config(
             s3={"addressing_style": "path"} if self._path_style() else {},
             retries={"max_attempts": 5, "mode": "standard"},
-            max_pool_connections=32,
+            max_pool_connections=self.connections,
         )
         return self.session.client("s3", endpoint_url=self.endpoint_url, config=config)
 
@@ -412,7 +419,7 @@ def _key_warnings(quiet: bool) -> Iterator[None]:
         yield
     for w in caught:
         if issubclass(w.category, keyfiles.KeyFileWarning):
-            click.echo(f"s3cse: warning: {w.message}", err=True)
+            click.echo(printable(f"s3cse: warning: {w.message}"), err=True)
 
 
 # ---------------------------------------------------------------- locations
@@ -608,6 +615,7 @@ class _Transfer:
     read_args: dict[str, Any]
     progress: Progress
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    config: Any = None  # TransferConfig of each file (recursive: fewer parts at once)
 
     def callback(self, task: Callable[[int], None]) -> Callable[[int], None]:
         """``task``, stopping the transfer (as Ctrl-C does) once the run was interrupted."""
@@ -620,6 +628,7 @@ class _Transfer:
         return report
 
     def status(self, kind: str, source: Any, target: Any) -> None:
+        self.progress.file_done()
         if not self.ctx.quiet:
             prefix = "(dryrun) " if self.dryrun else ""
             self.progress.log(f"{prefix}{self.verb or kind}: {source} to {target}")
@@ -680,11 +689,27 @@ def _transfer_command(src: str, dst: str, kw: dict[str, Any], *, move: bool) -> 
     ctx = _context(kw)
     to = {k: kw.pop(k) for k in ("to_kms_key_id", "to_aes_key", "to_rsa_public_key")}
     recursive, dryrun, workers = kw.pop("recursive"), kw.pop("dryrun"), kw.pop("workers")
+    ctx.connections = max(32, workers * max(1, _PARTS_IN_FLIGHT // workers) + workers + 8)
     kw.pop("include")
     kw.pop("exclude")
     source, target = parse_location(src), parse_location(dst)
     if move and "-" in (source, target):
         raise click.UsageError("mv moves files and objects; use cp with - (stdin/stdout)")
+    if move and isinstance(source, S3Url) and isinstance(target, S3Url):
+        if recursive:
+            onto_itself = (source.bucket, source.key.rstrip("/")) == (
+                target.bucket,
+                target.key.rstrip("/"),
+            )
+        else:
+            name = target.key
+            if not name or name.endswith("/"):
+                name += source.key.rsplit("/", 1)[-1]
+            onto_itself = (source.bucket, source.key) == (target.bucket, name)
+    else:
+        onto_itself = False
+    if onto_itself:
+        raise click.UsageError(f"cannot move {source} onto itself")
 
     def action() -> None:
         upload_args, read_args = _aws_transfer_args(kw)
@@ -712,6 +737,7 @@ def _transfer_command(src: str, dst: str, kw: dict[str, Any], *, move: bool) -> 
                 progress,
             )
             if recursive:
+                run.config = _per_file_config(workers)
                 _copy_recursive(run, source, target, filters, workers)
             else:
                 _copy_one(run, source, target)
@@ -773,7 +799,13 @@ def _destination_client(ctx: Context, crypto: Crypto, to: dict[str, Any]) -> Enc
     )
 
 
-def _copy_one(run: _Transfer, source: S3Url | str, target: S3Url | str) -> None:
+def _copy_one(
+    run: _Transfer, source: S3Url | str, target: S3Url | str, *, exact: bool = False
+) -> None:
+    """Copy one file or object; ``exact``: ``target`` is the very destination (recursive
+    copies), never a folder to put it in."""
+    if run.stop.is_set():  # interrupted: start nothing more
+        raise KeyboardInterrupt
     ctx, progress = run.ctx, run.progress
     client = run.crypto.client
     context = {"EncryptionContext": run.crypto.context} if run.crypto.context else {}
@@ -798,7 +830,12 @@ def _copy_one(run: _Transfer, source: S3Url | str, target: S3Url | str) -> None:
             with response["Body"] as body:
                 task = run.callback(progress.task(str(target), response.get("ContentLength")))
                 run.dest.upload_fileobj(
-                    body, target.bucket, target.key, ExtraArgs=upload, Callback=task
+                    body,
+                    target.bucket,
+                    target.key,
+                    ExtraArgs={**_kept_attributes(response, run.upload_args), **upload},
+                    Callback=task,
+                    Config=run.config,
                 )
             if run.verb == "move":
                 client.delete_object(Bucket=source.bucket, Key=source.key, **_access(read))
@@ -820,7 +857,14 @@ def _copy_one(run: _Transfer, source: S3Url | str, target: S3Url | str) -> None:
                 run.status("upload", source, target)
                 return
             task = run.callback(progress.task(str(target), size))
-            client.upload_file(source, target.bucket, target.key, ExtraArgs=upload, Callback=task)
+            client.upload_file(
+                source,
+                target.bucket,
+                target.key,
+                ExtraArgs=upload,
+                Callback=task,
+                Config=run.config,
+            )
             if run.verb == "move":
                 os.unlink(source)
         run.status("upload", source, target)
@@ -839,7 +883,13 @@ def _copy_one(run: _Transfer, source: S3Url | str, target: S3Url | str) -> None:
         out.flush()
         return
     path = target
-    if os.path.isdir(path) or path.endswith(os.sep):
+    if exact:
+        if os.path.isdir(path):
+            raise click.UsageError(
+                f"{source} would be written to {path}, which is a folder (another object's "
+                "name makes it one); copy it on its own to another name"
+            )
+    elif os.path.isdir(path) or path.endswith(os.sep):
         path = os.path.join(path, source.key.rsplit("/", 1)[-1])
     size = _download_size(ctx, source, run.read_args)
     if run.dryrun:
@@ -847,10 +897,38 @@ def _copy_one(run: _Transfer, source: S3Url | str, target: S3Url | str) -> None:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     task = run.callback(progress.task(str(source), size))
-    client.download_file(source.bucket, source.key, path, ExtraArgs=read, Callback=task)
+    client.download_file(
+        source.bucket, source.key, path, ExtraArgs=read, Callback=task, Config=run.config
+    )
     if run.verb == "move":
         client.delete_object(Bucket=source.bucket, Key=source.key, **_access(read))
     run.status("download", source, path)
+
+
+#: Parts in flight across all files of a recursive copy (each part buffers 8 MiB).
+_PARTS_IN_FLIGHT = 10
+
+
+def _per_file_config(workers: int) -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(max_concurrency=max(1, _PARTS_IN_FLIGHT // workers))
+
+
+def _kept_attributes(response: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """What an s3->s3 copy keeps of its source, as aws does: Content-Type and the user's
+    own metadata (not the source's crypto metadata), unless the command gives them."""
+    kept: dict[str, Any] = {}
+    if response.get("ContentType") and "ContentType" not in given:
+        kept["ContentType"] = response["ContentType"]
+    user = {
+        k: v
+        for k, v in (response.get("Metadata") or {}).items()
+        if k.lower() not in crypto_metadata_keys()
+    }
+    if user and "Metadata" not in given:
+        kept["Metadata"] = user
+    return kept
 
 
 def _access(args: dict[str, Any]) -> dict[str, Any]:
@@ -918,10 +996,10 @@ def _copy_recursive(
             raise click.UsageError(f"{source} is not a folder")
         if not isinstance(target, S3Url):
             raise click.UsageError("one of SRC and DST must be an s3:// location")
-        for path, relative, size in _local_files(source):
+        for path, relative, size in _local_files(source, follow=run.verb != "move"):
             if _matches(relative, order):
                 pairs.append((path, S3Url(target.bucket, _join_key(target.key, relative)), size))
-    run.progress.total(sum(size or 0 for *_, size in pairs))
+    run.progress.total(sum(size or 0 for *_, size in pairs), len(pairs))
     failures, worst = 0, EXIT_FAILURE
     lock = threading.Lock()
 
@@ -930,8 +1008,20 @@ def _copy_recursive(
         if run.stop.is_set():
             return
         try:
-            _copy_one(run, pair[0], pair[1])
-        except (S3CSEError, ClientError, BotoCoreError, OSError, click.UsageError) as exc:
+            if run.stop.is_set():
+                return
+            _copy_one(run, pair[0], pair[1], exact=True)
+        except BrokenPipeError:  # `s3cse cp -r ... | head`: the reader is gone
+            run.stop.set()
+            raise
+        except (
+            S3CSEError,
+            ClientError,
+            BotoCoreError,
+            OSError,
+            ValueError,  # a name botocore cannot encode, among others
+            click.UsageError,
+        ) as exc:
             code = EXIT_FAILURE if isinstance(exc, click.UsageError) else _exit_code(exc)
             message = exc.format_message() if isinstance(exc, click.UsageError) else str(exc)
             with lock:
@@ -958,7 +1048,7 @@ def _copy_recursive(
         raise CliError(f"{failures} of {len(pairs)} files failed", worst)
 
 
-def _local_files(folder: str) -> Iterator[tuple[str, str, int]]:
+def _local_files(folder: str, *, follow: bool = True) -> Iterator[tuple[str, str, int]]:
     """(path, relative name, size) of the regular files under ``folder``, following
     symlinks (as ``aws s3 cp`` does) but never into the same folder twice. What cannot be
     sent (a dangling link, a FIFO or device, a file gone or unreadable) is reported on
@@ -971,7 +1061,7 @@ def _local_files(folder: str) -> Iterator[tuple[str, str, int]]:
     def walk_error(error: OSError) -> None:
         skip(str(error.filename), error.strerror or str(error))
 
-    for root, dirs, files in os.walk(folder, followlinks=True, onerror=walk_error):
+    for root, dirs, files in os.walk(folder, followlinks=follow, onerror=walk_error):
         try:
             info = os.stat(root)
         except OSError as exc:
@@ -991,6 +1081,9 @@ def _local_files(folder: str) -> Iterator[tuple[str, str, int]]:
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
+            if not follow and os.path.islink(path):  # mv deletes: never what a link points at
+                skip(path, "a symlink (mv moves files, not what links point to)")
+                continue
             try:
                 info = os.stat(path)
             except OSError as exc:
@@ -1107,10 +1200,17 @@ def _human(size: Any) -> str:
 
 def _mark(ctx: Context, bucket: str, item: dict[str, Any]) -> tuple[Any, str]:
     """(plaintext size, how it is encrypted) of a listed object, from its HEAD."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         info = _describe(ctx.s3, bucket, item["Key"])
     except S3CSEError as exc:
-        return item["Size"], f"damaged: {exc.message[:40]}"
+        return item["Size"], printable(f"damaged: {exc.message[:40]}")
+    except ClientError as exc:  # gone since the listing, SSE-C, no permission: say so, go on
+        code = exc.response.get("Error", {}).get("Code", "error")
+        return item["Size"], printable(f"unreadable: {code}")[:40]
+    except BotoCoreError as exc:
+        return item["Size"], printable(f"unreadable: {exc}")[:40]
     size = info.get("plaintext_size")
     if size is None:  # CBC without a length field: known only on decrypt
         size = "?"
@@ -1126,7 +1226,7 @@ def _mark(ctx: Context, bucket: str, item: dict[str, Any]) -> tuple[Any, str]:
         mark += " committed"
     if key_info and not str(key_info).startswith("(inside"):
         mark += f" {key_info}"
-    return size, mark
+    return size, printable(mark)  # key ids and descriptions come from the object's metadata
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -1407,7 +1507,11 @@ def local_start() -> None:
     """Start the local S3 and KMS in the background (data under $S3CSE_HOME)."""
     from .. import local as servers
 
-    srv, started = servers.start_background()
+    try:
+        srv, started = servers.start_background()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        click.echo(printable(f"s3cse: error: the local servers did not start: {exc}"), err=True)
+        sys.exit(EXIT_FAILURE)
     click.echo(
         ("started" if started else "already running")
         + f": S3 {srv.s3.endpoint}, KMS {srv.kms.endpoint}",

@@ -18,6 +18,7 @@ class Progress:
         self._enabled = enabled and sys.stderr.isatty()
         self._progress: Any = None
         self._total_task: Any = None
+        self._files = self._done = 0
         self._lock = threading.Lock()
 
     def __enter__(self) -> Progress:
@@ -33,13 +34,15 @@ class Progress:
             from rich.progress import Progress as RichProgress
 
             self._progress = RichProgress(
-                TextColumn("{task.description}", justify="left"),
+                TextColumn("{task.description}", justify="left", markup=False),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,
+                redirect_stdout=False,  # status lines go to the real stdout (a file, a pipe)
+                redirect_stderr=False,
             )
             self._progress.__enter__()
         return self
@@ -48,30 +51,38 @@ class Progress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
-    def total(self, size: int) -> None:
-        """Add an overall bar (recursive copies)."""
+    def total(self, size: int, files: int) -> None:
+        """Show one overall bar, of files and bytes, instead of a bar per file (recursive
+        copies)."""
+        self._files, self._done = files, 0
         if self._progress is not None:
-            self._total_task = self._progress.add_task("total", total=size)
+            self._total_task = self._progress.add_task(self._files_done(), total=size)
+
+    def _files_done(self) -> str:
+        return f"{self._done}/{self._files} files"
+
+    def file_done(self) -> None:
+        """One more file of the overall bar is done."""
+        if self._progress is not None and self._total_task is not None:
+            with self._lock:
+                self._done += 1
+                self._progress.update(self._total_task, description=self._files_done())
 
     def task(self, description: str, size: int | None) -> Callable[[int], None]:
         """A callback for one transfer: call it with each count of bytes moved."""
         if self._progress is None:
             return lambda n: None
-        task_id = self._progress.add_task(description, total=size)
-
-        def advance(n: int) -> None:
-            with self._lock:
-                self._progress.advance(task_id, n)
-                if self._total_task is not None:
-                    self._progress.advance(self._total_task, n)
-
-        return advance
+        if self._total_task is not None:  # recursive: the overall bar only
+            total = self._total_task
+            return lambda n: self._progress.advance(total, n)
+        task_id = self._progress.add_task(printable(description), total=size)
+        return lambda n: self._progress.advance(task_id, n)
 
     def counter(self, description: str) -> Callable[[int], None]:
         """A callback counting items (rotation), shown without a known total."""
         if self._progress is None:
             return lambda n: None
-        task_id = self._progress.add_task(description, total=None)
+        task_id = self._progress.add_task(printable(description), total=None)
         return lambda n: self._progress.advance(task_id, n)
 
     def log(self, message: str) -> None:
@@ -79,10 +90,12 @@ class Progress:
         it; above the bars when both go to the terminal. Control characters (from key or
         file names) are shown escaped, never sent to the terminal."""
         message = printable(message)
-        if self._progress is not None and sys.stdout.isatty():
-            self._progress.console.print(message, markup=False, highlight=False)
-        else:
-            print(message, flush=True)
+        with self._lock:  # one line at a time from the workers of a recursive copy
+            if self._progress is not None and sys.stdout.isatty():
+                self._progress.console.print(message, markup=False, highlight=False)
+            else:
+                sys.stdout.write(message + "\n")
+                sys.stdout.flush()
 
 
 def printable(text: str) -> str:
