@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import stat
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,7 @@ class KeyOptions:
         self.rsa_private_keys = list(rsa_private_keys)
         self.rsa_public_keys = list(rsa_public_keys)
         self.material_description = parse_json_map(matdesc, matdesc_option)
+        self.matdesc_option = matdesc_option
         self.kms_client = kms_client
         self.kms_discovery_accounts = list(kms_discovery_accounts)
         self.kms_discovery_key_arns = list(kms_discovery_key_arns)
@@ -167,6 +169,29 @@ class KeyOptions:
     def uses_kms(self) -> bool:
         """Whether a KMS client is needed."""
         return bool(self.kms_key_ids or self.kms_discovery)
+
+    def _option(self, kind: str) -> str:
+        """The option that gives a key of ``kind``, as the interface in use names it."""
+        if self.matdesc_option.startswith("--"):
+            return f"--{kind}-key"
+        return f"{kind.replace('-', '_')}_key_file"
+
+    @contextlib.contextmanager
+    def _naming(self, kind: str, path: str, private: bool = False) -> Iterator[None]:
+        """Key errors name the file and the option, not the keyring's parameters."""
+        try:
+            yield
+        except ConfigurationError as exc:
+            if kind == "rsa-public" and (private or "private key" in exc.message):
+                reason = (
+                    f"it holds a private key; give it with {self._option('rsa-private')} "
+                    "(which also encrypts), or give the public key"
+                )
+            elif kind == "rsa-public":
+                reason = "it is not an RSA public key (PEM or DER, SubjectPublicKeyInfo)"
+            else:
+                reason = exc.message.replace("private_key ", "it ", 1)
+            raise InvalidKeyError(f"{self._option(kind)} {path}: {reason}") from None
 
     def _given(self) -> list[tuple[str, str]]:
         """(kind, value) of every key, the encrypting one first."""
@@ -202,17 +227,17 @@ class KeyOptions:
             elif kind == "aes":
                 rings.append(AesKeyring(read_aes_key(value), self.material_description))
             elif kind == "rsa-private":
-                rings.append(
-                    RsaKeyring(
-                        private_key=_read_secret_file(value, "RSA private key file"),
-                        material_description=self.material_description,
+                data = _read_secret_file(value, "RSA private key file")
+                with self._naming("rsa-private", value):
+                    rings.append(
+                        RsaKeyring(private_key=data, material_description=self.material_description)
                     )
-                )
             else:
                 data = _read_key_file(value, "RSA public key file", secret=False)
-                rings.append(
-                    RsaKeyring(public_key=data, material_description=self.material_description)
-                )
+                with self._naming("rsa-public", value, b"PRIVATE KEY-----" in data):
+                    rings.append(
+                        RsaKeyring(public_key=data, material_description=self.material_description)
+                    )
         if self.kms_discovery:
             rings.append(
                 KmsKeyring.discovery(

@@ -204,8 +204,9 @@ def test_rsa_public_key_uploads_private_key_reads(tmp_path, bucket):
         input=b"for the key holder",
         check_code=0,
     )
-    refused = run("cat", f"s3://{bucket}/r", "--rsa-public-key", str(pub), check_code=1)
-    assert b"private" in refused.stderr
+    # cat only decrypts: it takes no encrypt-only option, and points to the one it needs
+    refused = run("cat", f"s3://{bucket}/r", "--rsa-public-key", str(pub), check_code=2)
+    assert b"--rsa-private-key" in refused.stderr
     assert (
         run("cat", f"s3://{bucket}/r", "--rsa-private-key", str(priv), check_code=0).stdout
         == b"for the key holder"

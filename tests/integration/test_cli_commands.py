@@ -275,3 +275,52 @@ def test_a_corrupt_local_kms_state_is_reported_and_kept(tmp_path):
         assert state.read_text() == '{"keys": [{"id": "x"}]}'  # the only copy: untouched
     finally:
         run("local", "stop", env={"S3CSE_HOME": str(home)})
+
+
+def test_messages_name_command_line_options_not_python_parameters(s3, bucket, key, tmp_path):
+    s3.put_object(Bucket=bucket, Key="plain.txt", Body=b"not encrypted")
+    refused = run("cat", f"s3://{bucket}/plain.txt", "--aes-key", key, check_code=1)
+    assert b"--allow-unencrypted" in refused.stderr
+    assert b"allow_unencrypted_reads" not in refused.stderr
+    done = run(
+        "cat", f"s3://{bucket}/plain.txt", "--aes-key", key, "--allow-unencrypted", check_code=0
+    )
+    assert done.stdout == b"not encrypted"
+    # a private key given where a public one is asked for: the file and the right option
+    private = tmp_path / "p.pem"
+    run(
+        "keygen",
+        "rsa",
+        str(private),
+        "--public",
+        str(tmp_path / "pub.pem"),
+        "--bits",
+        "2048",
+        check_code=0,
+    )
+    (tmp_path / "f").write_bytes(b"x")
+    wrong = run(
+        "cp",
+        str(tmp_path / "f"),
+        f"s3://{bucket}/r",
+        "--rsa-public-key",
+        str(private),
+        check_code=2,
+    )
+    assert str(private).encode() in wrong.stderr and b"--rsa-private-key" in wrong.stderr
+    assert b"public_key" not in wrong.stderr
+    # a key of the wrong type: "one key option per key", no class names' grammar slips
+    run("cp", str(tmp_path / "f"), f"s3://{bucket}/a", "--aes-key", key, check_code=0)
+    other = run("cat", f"s3://{bucket}/a", "--rsa-private-key", str(private), check_code=1)
+    assert b"one key option per key" in other.stderr and b"MultiKeyring" not in other.stderr
+    assert b"a RsaKeyring" not in other.stderr
+
+
+def test_help_of_a_read_only_command_lists_no_encrypt_only_options():
+    text = run("cat", "--help", check_code=0).stdout.decode()
+    assert "--rsa-public-key" not in text and "--instruction-file" not in text
+    assert "--rsa-private-key" in text and "Exit codes" in text
+    for command in ("cp", "mv", "rm", "ls", "mb", "rb", "rotate", "inspect", "cat"):
+        shown = run(command, "--help", check_code=0).stdout.decode()
+        assert "Exit codes" in shown, command
+    assert "require_encrypt" not in run("cp", "--help", check_code=0).stdout.decode()

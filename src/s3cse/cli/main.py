@@ -110,6 +110,29 @@ def _remedy(exc: BaseException) -> str | None:
 
 _STOPPED = "the command was stopped before it finished"
 
+#: The library's words for a fix, and the command line's.
+_CLI_TERMS = (
+    ("build it with allow_unencrypted_reads=True", "add --allow-unencrypted"),
+    ("allow_unencrypted_reads=True", "--allow-unencrypted"),
+    ("enable_legacy_unauthenticated_modes=True", "--legacy-unauthenticated"),
+    ("enable_legacy_unauthenticated_modes", "--legacy-unauthenticated"),
+    ("enable_legacy_wrapping=True", "--legacy-wrapping"),
+    ("enable_legacy_wrapping", "--legacy-wrapping"),
+    ("commitment_policy=", "--commitment-policy "),
+    ("(a MultiKeyring holds several)", "(pass one key option per key)"),
+    ("configure a keyring for that key", "give that key"),
+    ("the RsaKeyring given", "the RSA key given"),
+    ("the AesKeyring given", "the AES key given"),
+    ("the KmsKeyring given", "the KMS key given"),
+)
+
+
+def in_cli_terms(message: str) -> str:
+    """A library message with its fixes named as command-line options."""
+    for library, cli in _CLI_TERMS:
+        message = message.replace(library, cli)
+    return message
+
 
 def _run(debug: bool, action: Callable[[], None], stopped: str = _STOPPED) -> None:
     """Run a command body; turn failures into one or two plain lines and an exit code.
@@ -151,7 +174,7 @@ def _run(debug: bool, action: Callable[[], None], stopped: str = _STOPPED) -> No
     except (S3CSEError, ClientError, BotoCoreError, OSError) as exc:
         if debug:
             raise
-        click.echo(f"s3cse: error: {printable(str(exc))}", err=True)
+        click.echo(f"s3cse: error: {printable(in_cli_terms(str(exc)))}", err=True)
         remedy = _remedy(exc)
         if remedy:
             click.echo(f"s3cse: {remedy}", err=True)
@@ -215,7 +238,16 @@ def _key_file_option(name: str, help: str) -> Callable[..., Any]:
     )
 
 
-def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
+#: Key options only a command that encrypts takes.
+_ENCRYPT_ONLY = ("--rsa-public-key", "--instruction-file")
+
+
+def _read_key_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The key options of a command that only decrypts (cat)."""
+    return _key_options(f, writing=False)
+
+
+def _key_options(f: Callable[..., Any], writing: bool = True) -> Callable[..., Any]:
     options = [
         click.option(
             "--kms-key-id",
@@ -268,7 +300,7 @@ def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
                     "REQUIRE_ENCRYPT_ALLOW_DECRYPT",
                     "FORBID_ENCRYPT_ALLOW_DECRYPT",
                 ],
-                case_sensitive=False,
+                case_sensitive=True,  # shown and default in one case
             ),
             help="Which formats may be written (V3 unless FORBID_...) and read (V3 only unless ..._ALLOW_...).",
         ),
@@ -282,8 +314,16 @@ def _key_options(f: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Allow unauthenticated legacy content (AES-CBC) and ranged reads.",
         ),
+        click.option(
+            "--allow-unencrypted",
+            is_flag=True,
+            help="Read objects that are not client-side encrypted as they are (else refused).",
+        ),
     ]
     for option in reversed(options):
+        declared = option(lambda: None).__click_params__[0]  # type: ignore[attr-defined]
+        if not writing and set(declared.opts) & set(_ENCRYPT_ONLY):
+            continue
         f = option(f)
     return f
 
@@ -368,7 +408,7 @@ def _key_order() -> list[tuple[str, str]]:
 def _crypto(ctx: Context, kw: dict[str, Any], *, writing: bool = False) -> Crypto:
     kms_key_ids = list(kw.pop("kms_key_ids"))
     from_environment = False
-    given = kms_key_ids or kw["aes_keys"] or kw["rsa_private_keys"] or kw["rsa_public_keys"]
+    given = kms_key_ids or kw["aes_keys"] or kw["rsa_private_keys"] or kw.get("rsa_public_keys")
     if not given and os.environ.get("S3CSE_KMS_KEY_ID"):
         # The environment is a default: a key option on the command line replaces it.
         kms_key_ids, from_environment = [os.environ["S3CSE_KMS_KEY_ID"]], True
@@ -377,7 +417,7 @@ def _crypto(ctx: Context, kw: dict[str, Any], *, writing: bool = False) -> Crypt
         kms_key_ids=kms_key_ids,
         aes_keys=kw.pop("aes_keys"),
         rsa_private_keys=kw.pop("rsa_private_keys"),
-        rsa_public_keys=kw.pop("rsa_public_keys"),
+        rsa_public_keys=kw.pop("rsa_public_keys", ()),
         matdesc=kw.pop("matdesc"),
         kms_discovery=kw.pop("kms_discovery"),
         kms_discovery_accounts=kw.pop("kms_discovery_accounts"),
@@ -407,7 +447,8 @@ def _crypto(ctx: Context, kw: dict[str, Any], *, writing: bool = False) -> Crypt
         commitment_policy=kw.pop("commitment_policy"),
         enable_legacy_wrapping=kw.pop("legacy_wrapping"),
         enable_legacy_unauthenticated_modes=kw.pop("legacy_unauthenticated"),
-        instruction_file_put=kw.pop("instruction_file"),
+        instruction_file_put=kw.pop("instruction_file", False),
+        allow_unencrypted_reads=kw.pop("allow_unencrypted"),
     )
     return Crypto(client, keyfiles.parse_json_map(kw.pop("context"), "--context"), options)
 
@@ -827,7 +868,7 @@ def _copy_one(
                 run.status("copy", source, target)
                 return
             response = client.get_object(Bucket=source.bucket, Key=source.key, **read)
-            with response["Body"] as body:
+            with contextlib.closing(response["Body"]) as body:
                 task = run.callback(progress.task(str(target), response.get("ContentLength")))
                 run.dest.upload_fileobj(
                     body,
@@ -877,7 +918,7 @@ def _copy_one(
             return
         response = client.get_object(Bucket=source.bucket, Key=source.key, **read)
         out = sys.stdout.buffer
-        with response["Body"] as body:
+        with contextlib.closing(response["Body"]) as body:
             for chunk in body.iter_chunks(1024 * 1024):
                 out.write(chunk)
         out.flush()
@@ -1117,7 +1158,7 @@ def _join_key(prefix: str, relative: str) -> str:
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("src")
-@_key_options
+@_read_key_options
 @_aws_options
 def cat(src: str, **kw: Any) -> None:
     """Decrypt s3://bucket/key to standard output."""
@@ -1132,7 +1173,7 @@ def cat(src: str, **kw: Any) -> None:
         extra = {"EncryptionContext": crypto.context} if crypto.context else {}
         response = crypto.client.get_object(Bucket=location.bucket, Key=location.key, **extra)
         out = sys.stdout.buffer
-        with response["Body"] as body:
+        with contextlib.closing(response["Body"]) as body:
             for chunk in body.iter_chunks(1024 * 1024):
                 out.write(chunk)
         out.flush()

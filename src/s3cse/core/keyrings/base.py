@@ -41,8 +41,8 @@ class Keyring(abc.ABC):
             return
         raise NoMatchingKeyringError(
             f"the object's data key is wrapped with {metadata.wrap_algorithm.value}, "
-            f"which a {type(self).__name__} cannot unwrap; configure a keyring for that key "
-            "(a MultiKeyring holds several)"
+            f"which the {type(self).__name__} given cannot unwrap; "
+            "configure a keyring for that key (a MultiKeyring holds several)"
         )
 
 
