@@ -173,7 +173,8 @@ def test_recursive_copies_run_on_several_workers(s3, bucket, key, tmp_path):
 
 def test_kms_endpoint_url_option(servers, bucket, kms_key_arn, tmp_path):
     (tmp_path / "f").write_bytes(b"k")
-    env = {"AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9"}  # nothing listens there
+    # nothing listens there (and one attempt: botocore would retry a refused connection)
+    env = {"AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
     assert (
         run(
             "cp", str(tmp_path / "f"), f"s3://{bucket}/k", "--kms-key-id", kms_key_arn, env=env

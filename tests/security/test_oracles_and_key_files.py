@@ -69,7 +69,10 @@ def test_pkcs1_v15_objects_are_refused_before_any_rsa_operation_with_legacy_off(
 def test_world_readable_private_key_warns_and_keygen_writes_0600(tmp_path):
     def cli(*args):
         return subprocess.run(
-            [sys.executable, "-m", "s3cse", *args], capture_output=True, timeout=120
+            [sys.executable, "-m", "s3cse", *args],
+            capture_output=True,
+            timeout=120,
+            env={**os.environ, "AWS_MAX_ATTEMPTS": "1"},  # nothing listens: fail at once
         )
 
     priv, pub = tmp_path / "p.pem", tmp_path / "pub.pem"

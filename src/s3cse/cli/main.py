@@ -215,7 +215,11 @@ class Context:
 
         config = Config(
             s3={"addressing_style": "path"} if self._path_style() else {},
-            retries={"max_attempts": 5, "mode": "standard"},
+            # aws's defaults for the CLI, unless the environment sets them, as aws reads it
+            retries={  # type: ignore[arg-type]
+                "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5),
+                "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
+            },
             max_pool_connections=self.connections,
         )
         return self.session.client("s3", endpoint_url=self.endpoint_url, config=config)
