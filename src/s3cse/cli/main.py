@@ -936,12 +936,14 @@ def _copy_one(
             )
     elif os.path.isdir(path) or path.endswith(os.sep):
         path = os.path.join(path, source.key.rsplit("/", 1)[-1])
-    size = _download_size(ctx, source, run.read_args)
+    # One file of a recursive copy: the overall bar counts its bytes and the listing knew
+    # it was an object; a HEAD (and instruction-file GET) just for a size is not needed.
+    expected = None if exact else _download_size(ctx, source, run.read_args)
     if run.dryrun:
         run.status("download", source, path)
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    task = run.callback(progress.task(str(source), size))
+    task = run.callback(progress.task(str(source), expected))
     client.download_file(
         source.bucket, source.key, path, ExtraArgs=read, Callback=task, Config=run.config
     )
