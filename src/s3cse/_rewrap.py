@@ -174,10 +174,12 @@ def reencrypt(
     new_encryption_context: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
     verify: bool = False,
+    dryrun: bool = False,
 ) -> str:
     """Re-wrap one object's data key under ``new_keyring``; see
     :meth:`EncryptionClient.reencrypt`. Returns ``"rotated"``, ``"skipped"`` or
-    ``"instruction-file"`` (the key is the instruction file of an object beside it)."""
+    ``"instruction-file"`` (the key is the instruction file of an object beside it).
+    ``dryrun``: everything but the re-wrap and the write ("rotated": it would be)."""
     extra = dict(extra or {})
     head: dict[str, Any] = dict(
         store.s3.head_object(
@@ -212,6 +214,8 @@ def reencrypt(
             new_keyring, content, store.config, encryption_context=new_encryption_context
         ):
             return "skipped"
+        if dryrun:
+            return "rotated"
         result = rewrap(
             store.cmm,
             new_keyring,
@@ -376,6 +380,7 @@ def reencrypt_prefix(
     new_encryption_context: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
     verify: bool = False,
+    dryrun: bool = False,
 ) -> ReencryptSummary:
     """Rotate every object under ``prefix`` concurrently; see
     :meth:`EncryptionClient.reencrypt_prefix`. No one object's failure stops the run,
@@ -395,6 +400,7 @@ def reencrypt_prefix(
                 new_encryption_context=new_encryption_context,
                 extra=extra,
                 verify=verify,
+                dryrun=dryrun,
             )
         except NotEncryptedError:
             status, where, detail = "not-encrypted", summary.not_encrypted, None

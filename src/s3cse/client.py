@@ -518,12 +518,14 @@ class EncryptionClient:
         EncryptionContext: Mapping[str, str] | None = None,
         NewEncryptionContext: Mapping[str, str] | None = None,
         verify: bool = False,
+        dryrun: bool = False,
         **extra: Any,
     ) -> ReencryptSummary:
         """Rotate every object under ``Prefix``: concurrent, resumable (objects already
         under the new key are skipped), with ``progress(key, status)`` after each. Every
         listed key is accounted for in the summary; one object's failure, whatever it
-        is, is reported there and the run goes on."""
+        is, is reported there and the run goes on. ``dryrun``: read and decide as a run
+        would (``done`` lists what would be re-encrypted), write nothing."""
         return _rewrap.reencrypt_prefix(
             self._store,
             Bucket,
@@ -535,6 +537,7 @@ class EncryptionClient:
             new_encryption_context=NewEncryptionContext,
             extra=extra,
             verify=verify,
+            dryrun=dryrun,
         )
 
     # ------------------------------------------------------------ managed transfers

@@ -494,6 +494,9 @@ class MemoryS3:
     def delete_object(self, **kwargs: Any) -> dict[str, Any]:
         params = self._begin("delete_object", kwargs)
         with self._lock:
+            current = self.objects.get((params["Bucket"], params["Key"]))
+            if "IfMatch" in params and (current is None or params["IfMatch"] != current.etag):
+                raise client_error("DeleteObject", "PreconditionFailed", 412)
             self._delete(params["Bucket"], params["Key"], params.get("VersionId"))
         return self._response(204)
 

@@ -267,15 +267,13 @@ def test_rotate_prefix(tmp_path, bucket, aes_key_file, kms_key_arn):
             input=str(i).encode(),
             check_code=0,
         )
-    out = run(
-        "rotate",
-        f"s3://{bucket}/p/",
-        "--aes-key",
-        str(aes_key_file),
-        "--to-kms-key-id",
-        kms_key_arn,
-        check_code=0,
-    )
+    rotate = ("rotate", f"s3://{bucket}/p/", "--aes-key", str(aes_key_file))
+    dry = run(*rotate, "--to-kms-key-id", kms_key_arn, "--dryrun", check_code=0)
+    *lines, summary = dry.stdout.decode().splitlines()
+    assert sorted(lines) == [f"(dryrun) rotate: s3://{bucket}/p/{i}" for i in range(5)]
+    assert summary.startswith("(dryrun) 5 re-encrypted")
+    assert run("cat", f"s3://{bucket}/p/3", "--aes-key", str(aes_key_file)).stdout == b"3"
+    out = run(*rotate, "--to-kms-key-id", kms_key_arn, check_code=0)
     assert b"5 re-encrypted" in out.stdout
     assert (
         run("cat", f"s3://{bucket}/p/3", "--kms-key-id", kms_key_arn, check_code=0).stdout == b"3"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import datetime
 import fnmatch
 import functools
 import hashlib
@@ -22,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -42,8 +43,10 @@ from ..errors import (
     KeyringError,
     NotEncryptedError,
     S3CSEError,
+    WriteConflictError,
 )
 from ..local import LOCAL_KMS_ALIAS
+from . import _sync as sync_plan
 from .progress import Progress, printable
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTEGRITY = 1, 2, 3
@@ -151,11 +154,16 @@ def _run(debug: bool, action: Callable[[], None], stopped: str = _STOPPED) -> No
             signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    previous = {}
     with contextlib.suppress(ValueError):  # not the main thread (embedded use)
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
     try:
-        action()
+        try:
+            action()
+        finally:  # the caller's handlers again (the CLI run in-process, as tests do)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     except click.exceptions.Exit:
         raise
     except click.ClickException:
@@ -595,13 +603,21 @@ def keygen_rsa(private: str, public: str, bits: int) -> None:
 # ---- cp / cat
 
 
-def _transfer_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of the commands that move data (cp, mv): selection, target keys, aws's
-    upload arguments, --dryrun and --workers."""
+def _transfer_options(f: Callable[..., Any], *, recursive: bool = True) -> Callable[..., Any]:
+    """Options of the commands that move data (cp, mv, sync): selection, target keys,
+    aws's upload arguments, --dryrun and --workers."""
     options = [
         click.option("--recursive", "-r", is_flag=True, help="A folder or an S3 prefix."),
-        click.option("--include", multiple=True, help="Include names matching this pattern (-r)."),
-        click.option("--exclude", multiple=True, help="Exclude names matching this pattern (-r)."),
+        click.option(
+            "--include",
+            multiple=True,
+            help="Include names matching this pattern" + (" (-r)." if recursive else "."),
+        ),
+        click.option(
+            "--exclude",
+            multiple=True,
+            help="Exclude names matching this pattern" + (" (-r)." if recursive else "."),
+        ),
         click.option("--to-kms-key-id", help="s3->s3: re-encrypt under this KMS key."),
         click.option(
             "--to-aes-key",
@@ -619,7 +635,7 @@ def _transfer_options(f: Callable[..., Any]) -> Callable[..., Any]:
             default=10,
             show_default=True,
             type=click.IntRange(1, 64),
-            help="Files transferred at once (with --recursive).",
+            help="Files transferred at once" + (" (with --recursive)." if recursive else "."),
         ),
         click.option("--content-type", help="Content-Type of uploaded objects."),
         click.option(
@@ -642,6 +658,8 @@ def _transfer_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--storage-class", help="Storage class of uploaded objects."),
         click.option("--acl", help="Canned ACL of uploaded objects."),
     ]
+    if not recursive:
+        options = options[1:]
     for option in reversed(options):
         f = option(f)
     return f
@@ -649,7 +667,7 @@ def _transfer_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass
 class _Transfer:
-    """What one cp/mv run does to each file, however many there are."""
+    """What one cp/mv/sync run does to each file, however many there are."""
 
     ctx: Context
     crypto: Crypto
@@ -672,11 +690,24 @@ class _Transfer:
 
         return report
 
-    def status(self, kind: str, source: Any, target: Any) -> None:
-        self.progress.file_done()
+    def status(self, kind: str, source: Any, target: Any = None) -> None:
+        if kind != "delete":
+            self.progress.file_done()
         if not self.ctx.quiet:
             prefix = "(dryrun) " if self.dryrun else ""
-            self.progress.log(f"{prefix}{self.verb or kind}: {source} to {target}")
+            tail = "" if target is None else f" to {target}"
+            self.progress.log(f"{prefix}{self.verb or kind}: {source}{tail}")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One file or object to copy to its very destination (recursive copies, sync)."""
+
+    source: S3Url | str
+    target: S3Url | str
+    size: int | None = None  # plaintext size, for the progress display
+    modified: float | None = None  # an object's LastModified: its downloaded file takes it
+    etag: str | None = None  # the object as listed: mv deletes that version or none
 
 
 def _parse_metadata_option(value: str | None) -> dict[str, str]:
@@ -730,13 +761,62 @@ def _aws_transfer_args(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return upload, read
 
 
-def _transfer_command(src: str, dst: str, kw: dict[str, Any], *, move: bool) -> None:
-    ctx = _context(kw)
+def _transfer_parameters(ctx: Context, kw: dict[str, Any]) -> tuple[dict[str, Any], bool, int]:
+    """(the --to-* keys, --dryrun, --workers) taken out of ``kw``; the connection pool
+    sized for the files and parts in flight."""
     to = {k: kw.pop(k) for k in ("to_kms_key_id", "to_aes_key", "to_rsa_public_key")}
-    recursive, dryrun, workers = kw.pop("recursive"), kw.pop("dryrun"), kw.pop("workers")
+    dryrun, workers = kw.pop("dryrun"), kw.pop("workers")
     ctx.connections = max(32, workers * max(1, _PARTS_IN_FLIGHT // workers) + workers + 8)
     kw.pop("include")
     kw.pop("exclude")
+    return to, dryrun, workers
+
+
+@contextlib.contextmanager
+def _transfer_run(
+    ctx: Context,
+    kw: dict[str, Any],
+    to: dict[str, Any],
+    source: S3Url | str,
+    target: S3Url | str,
+    *,
+    verb: str | None,
+    dryrun: bool,
+    workers: int | None,
+) -> Iterator[_Transfer]:
+    """The keys, clients and progress display of a cp/mv/sync run (``workers``: files at
+    once, None for a single file)."""
+    upload_args, read_args = _aws_transfer_args(kw)
+    with _key_warnings(ctx.quiet):
+        # s3->s3 with --to-* keys: the command's own keys only read the source.
+        writing = isinstance(target, S3Url) and not (isinstance(source, S3Url) and any(to.values()))
+        crypto = _crypto(ctx, kw, writing=writing)
+        dest_client = (
+            _destination_client(ctx, crypto, to)
+            if isinstance(source, S3Url) and isinstance(target, S3Url)
+            else crypto.client
+        )
+    with Progress(enabled=ctx.progress and not ctx.quiet and not dryrun) as progress:
+        run = _Transfer(ctx, crypto, dest_client, verb, dryrun, upload_args, read_args, progress)
+        if workers is not None:
+            run.config = _per_file_config(workers)
+        yield run
+
+
+def _stopped_message(target: S3Url | str, verb: str) -> str:
+    """What an interrupt left behind, in the command's terms."""
+    if isinstance(target, S3Url):
+        return (
+            f"the {verb} in progress was stopped and its multipart upload aborted; "
+            "it stored nothing"
+        )
+    return f"the {verb} in progress was stopped; it left no partial file"
+
+
+def _transfer_command(src: str, dst: str, kw: dict[str, Any], *, move: bool) -> None:
+    ctx = _context(kw)
+    recursive = kw.pop("recursive")
+    to, dryrun, workers = _transfer_parameters(ctx, kw)
     source, target = parse_location(src), parse_location(dst)
     if move and "-" in (source, target):
         raise click.UsageError("mv moves files and objects; use cp with - (stdin/stdout)")
@@ -757,47 +837,24 @@ def _transfer_command(src: str, dst: str, kw: dict[str, Any], *, move: bool) -> 
         raise click.UsageError(f"cannot move {source} onto itself")
 
     def action() -> None:
-        upload_args, read_args = _aws_transfer_args(kw)
-        with _key_warnings(ctx.quiet):
-            # s3->s3 with --to-* keys: the command's own keys only read the source.
-            writing = isinstance(target, S3Url) and not (
-                isinstance(source, S3Url) and any(to.values())
-            )
-            crypto = _crypto(ctx, kw, writing=writing)
-            dest_client = (
-                _destination_client(ctx, crypto, to)
-                if isinstance(source, S3Url) and isinstance(target, S3Url)
-                else crypto.client
-            )
         filters = _filter_order()
-        with Progress(enabled=ctx.progress and not ctx.quiet and not dryrun) as progress:
-            run = _Transfer(
-                ctx,
-                crypto,
-                dest_client,
-                "move" if move else None,
-                dryrun,
-                upload_args,
-                read_args,
-                progress,
-            )
+        with _transfer_run(
+            ctx,
+            kw,
+            to,
+            source,
+            target,
+            verb="move" if move else None,
+            dryrun=dryrun,
+            workers=workers if recursive else None,
+        ) as run:
             if recursive:
-                run.config = _per_file_config(workers)
                 _copy_recursive(run, source, target, filters, workers)
             else:
                 _copy_one(run, source, target)
 
-    verb = "move" if move else "upload"
-    if isinstance(target, S3Url):
-        stopped = (
-            f"the {verb} in progress was stopped and its multipart upload aborted; "
-            "it stored nothing"
-        )
-    else:
-        stopped = (
-            f"the {'move' if move else 'download'} in progress was stopped; it left no partial file"
-        )
-    _run(ctx.debug, action, stopped)
+    verb = "move" if move else ("upload" if isinstance(target, S3Url) else "download")
+    _run(ctx.debug, action, _stopped_message(target, verb))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -811,6 +868,7 @@ def cp(src: str, dst: str, **kw: Any) -> None:
 
     SRC and DST are each a local path, - (stdin/stdout) or s3://bucket/key.
     local->s3 encrypts, s3->local decrypts, s3->s3 decrypts and re-encrypts.
+    A downloaded file takes the object's modification time, as aws does.
     """
     _transfer_command(src, dst, kw, move=False)
 
@@ -823,8 +881,227 @@ def cp(src: str, dst: str, **kw: Any) -> None:
 @_aws_options
 def mv(src: str, dst: str, **kw: Any) -> None:
     """Move: copy as cp does, then delete the source (a local file, or an object with its
-    instruction file) once its copy is complete. s3->s3 re-encrypts under --to-* keys."""
+    instruction file) once its copy is complete. An object that changed since it was
+    read is not deleted. s3->s3 re-encrypts under --to-* keys."""
     _transfer_command(src, dst, kw, move=True)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("src")
+@click.argument("dst")
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Delete what is at DST but not at SRC (objects with their instruction files).",
+)
+@click.option("--size-only", is_flag=True, help="Compare sizes only, not modification times.")
+@click.option(
+    "--exact-timestamps",
+    is_flag=True,
+    help="s3->local: download a same-sized object unless its time matches the file's "
+    "exactly (by default only when the local file is newer).",
+)
+@functools.partial(_transfer_options, recursive=False)
+@_key_options
+@_aws_options
+def sync(
+    src: str, dst: str, delete: bool, size_only: bool, exact_timestamps: bool, **kw: Any
+) -> None:
+    """Make DST hold what SRC holds, as aws s3 sync does: send what is new or changed
+    (encrypting on the way up, decrypting on the way down, re-encrypting s3->s3).
+
+    SRC and DST are each a local folder or s3://bucket/prefix. A file is sent when DST
+    lacks it, when the sizes differ or when the source is newer; a downloaded file takes
+    the object's time. Sizes are the plaintext sizes, known from the listing without a
+    key: nothing is downloaded or decrypted to compare. An object at DST that is not
+    encrypted is replaced by its encrypted form. --delete refuses a SRC that holds
+    nothing (a mistyped prefix would empty DST); use rm --recursive for that.
+    """
+    ctx = _context(kw)
+    to, dryrun, workers = _transfer_parameters(ctx, kw)
+    source, target = parse_location(src), parse_location(dst)
+    if "-" in (source, target):
+        raise click.UsageError("sync takes folders and prefixes; use cp with - (stdin/stdout)")
+    if not isinstance(source, S3Url) and not isinstance(target, S3Url):
+        raise click.UsageError("one of SRC and DST must be an s3:// location")
+    if isinstance(source, str) and not os.path.isdir(source):
+        raise click.UsageError(f"{source} is not a folder")
+    if isinstance(target, str) and os.path.exists(target) and not os.path.isdir(target):
+        raise click.UsageError(f"{target} is not a folder")
+    if (
+        isinstance(source, S3Url)
+        and isinstance(target, S3Url)
+        and (source.bucket, source.key.rstrip("/")) == (target.bucket, target.key.rstrip("/"))
+    ):
+        raise click.UsageError(f"cannot sync {source} onto itself")
+    direction: sync_plan.Direction = (
+        "copy"
+        if isinstance(source, S3Url) and isinstance(target, S3Url)
+        else "upload"
+        if isinstance(target, S3Url)
+        else "download"
+    )
+
+    def action() -> None:
+        order = _filter_order()
+        with _transfer_run(
+            ctx, kw, to, source, target, verb=None, dryrun=dryrun, workers=workers
+        ) as run:
+            sources = _sync_side(run, source, order)
+            dests = _sync_side(run, target, order)
+            if delete and not sources and dests:
+                raise click.UsageError(
+                    f"{source} holds nothing (is it mistyped?), so --delete would delete "
+                    f"everything at {target}; use rm --recursive to do that"
+                )
+            sends, gone = sync_plan.plan(
+                [entry for entry, _ in sources.values()],
+                {name: entry for name, (entry, _) in dests.items()},
+                direction,
+                size_only=size_only,
+                exact_timestamps=exact_timestamps,
+                delete=delete,
+            )
+            sends = _settle_estimates(
+                run,
+                sends,
+                sources,
+                dests,
+                direction,
+                size_only=size_only,
+                exact_timestamps=exact_timestamps,
+            )
+            jobs: list[_Item | _Gone] = []
+            for send in sends:
+                entry, location = sources[send.source.name]
+                there = dests.get(entry.name)
+                if there is not None:
+                    dst_location: S3Url | str | None = there[1]
+                elif isinstance(target, S3Url):
+                    dst_location = S3Url(target.bucket, _join_key(target.key, entry.name))
+                else:
+                    assert isinstance(location, S3Url)
+                    dst_location = _local_target(location, target, entry.name)
+                if dst_location is not None:
+                    jobs.append(
+                        _Item(location, dst_location, entry.size, entry.modified, entry.etag)
+                    )
+            sent = [job for job in jobs if isinstance(job, _Item)]
+            run.progress.total(sum(item.size or 0 for item in sent), len(sent))
+            jobs += [_Gone(dests[entry.name][1], entry.etag) for entry in gone]
+            _each(
+                run.stop,
+                jobs,
+                functools.partial(_sync_job, run),
+                workers,
+                "changes",
+                lambda job: str(job.source if isinstance(job, _Item) else job.location),
+            )
+
+    _run(ctx.debug, action, _stopped_message(target, "sync"))
+
+
+@dataclass(frozen=True)
+class _Gone:
+    """A file or object at a sync's destination that its source no longer has."""
+
+    location: S3Url | str
+    etag: str | None = None  # the object as listed: a newer one is not deleted
+
+
+def _sync_side(
+    run: _Transfer, location: S3Url | str, order: list[tuple[str, str]]
+) -> dict[str, tuple[sync_plan.Entry, S3Url | str]]:
+    """Name -> (what sync compares, where it is) of one side of a sync."""
+    side: dict[str, tuple[sync_plan.Entry, S3Url | str]] = {}
+    if isinstance(location, S3Url):
+        for relative, listed in _listed_objects(run.ctx, location, order):
+            entry = sync_plan.Entry(
+                relative,
+                likely_plaintext_length(int(listed["Size"])),
+                listed["LastModified"].timestamp(),
+                exact=False,
+                etag=listed.get("ETag"),
+            )
+            side[relative] = (entry, S3Url(location.bucket, listed["Key"]))
+    elif os.path.isdir(location):
+        for file in _local_files(location):
+            if _matches(file.relative, order):
+                entry = sync_plan.Entry(file.relative, file.size, file.modified)
+                side[file.relative] = (entry, file.path)
+    return side
+
+
+def _settle_estimates(
+    run: _Transfer,
+    sends: list[sync_plan.Send],
+    sources: dict[str, tuple[sync_plan.Entry, S3Url | str]],
+    dests: dict[str, tuple[sync_plan.Entry, S3Url | str]],
+    direction: sync_plan.Direction,
+    *,
+    size_only: bool,
+    exact_timestamps: bool,
+) -> list[sync_plan.Send]:
+    """The sends left once objects whose listed size was only an estimate (V1 CBC,
+    unencrypted, whose plaintext size the V2/V3 rule gets wrong) are HEADed for their
+    real one; 16 HEADs at once. A destination object that is not encrypted is sent
+    again whatever its size."""
+    unsure = [send for send in sends if send.estimated]
+    if not unsure:
+        return sends
+
+    def settle(send: sync_plan.Send) -> bool:
+        """Still to be sent?"""
+        assert send.dest is not None
+        entries = []
+        for entry, side in ((send.source, sources), (send.dest, dests)):
+            location = side[entry.name][1]
+            if not entry.exact and isinstance(location, S3Url):
+                try:
+                    info = _describe(run.ctx.s3, location.bucket, location.key, run.read_args)
+                except Exception:  # the transfer itself reports what is wrong
+                    return True
+                size = info.get("plaintext_size")
+                if not isinstance(size, int):
+                    return True  # a V1 object that does not say its size
+                if side is dests and info.get("format") == "not encrypted":
+                    return True
+                entry = dataclasses.replace(entry, size=size, exact=True)
+            entries.append(entry)
+        return (
+            sync_plan.differs(
+                entries[0],
+                entries[1],
+                direction,
+                size_only=size_only,
+                exact_timestamps=exact_timestamps,
+            )
+            is not None
+        )
+
+    pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="s3cse-head")
+    try:  # an interrupt waits for the HEADs under way only
+        still = dict(zip(map(id, unsure), pool.map(settle, unsure), strict=True))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [send for send in sends if still.get(id(send), True)]
+
+
+def _sync_job(run: _Transfer, job: _Item | _Gone) -> None:
+    if isinstance(job, _Item):
+        _copy_item(run, job)
+        return
+    if run.stop.is_set():
+        raise KeyboardInterrupt
+    location = job.location
+    if not run.dryrun:
+        if isinstance(location, S3Url):
+            _delete_if_unchanged(
+                run, location, job.etag, "it changed after sync listed it (another writer?)"
+            )
+        else:
+            os.unlink(location)
+    run.status("delete", location)
 
 
 def _destination_client(ctx: Context, crypto: Crypto, to: dict[str, Any]) -> EncryptionClient:
@@ -844,18 +1121,11 @@ def _destination_client(ctx: Context, crypto: Crypto, to: dict[str, Any]) -> Enc
     )
 
 
-def _copy_one(
-    run: _Transfer, source: S3Url | str, target: S3Url | str, *, exact: bool = False
-) -> None:
-    """Copy one file or object; ``exact``: ``target`` is the very destination (recursive
-    copies), never a folder to put it in."""
+def _copy_one(run: _Transfer, source: S3Url | str, target: S3Url | str) -> None:
+    """Copy one file or object named on the command line: a target that is a folder or
+    ends in / gets the source's name; - is stdin or stdout."""
     if run.stop.is_set():  # interrupted: start nothing more
         raise KeyboardInterrupt
-    ctx, progress = run.ctx, run.progress
-    client = run.crypto.client
-    context = {"EncryptionContext": run.crypto.context} if run.crypto.context else {}
-    read = {**context, **run.read_args}
-    upload = {**context, **run.upload_args}
     if isinstance(source, S3Url) and not source.key:
         raise click.UsageError(f"{source} names no object; add a key or use --recursive")
     if isinstance(target, S3Url):
@@ -867,52 +1137,21 @@ def _copy_one(
             else:
                 name = os.path.basename(source)
             target = S3Url(target.bucket, target.key + name)
-        if isinstance(source, S3Url):
-            if run.dryrun:
-                run.status("copy", source, target)
-                return
-            response = client.get_object(Bucket=source.bucket, Key=source.key, **read)
-            with contextlib.closing(response["Body"]) as body:
-                task = run.callback(progress.task(str(target), response.get("ContentLength")))
-                run.dest.upload_fileobj(
-                    body,
+        if source == "-":
+            if not run.dryrun:
+                task = run.callback(run.progress.task(str(target), None))
+                run.crypto.client.upload_fileobj(
+                    sys.stdin.buffer,
                     target.bucket,
                     target.key,
-                    ExtraArgs={**_kept_attributes(response, run.upload_args), **upload},
+                    ExtraArgs={**_context_args(run), **run.upload_args},
                     Callback=task,
-                    Config=run.config,
                 )
-            if run.verb == "move":
-                client.delete_object(Bucket=source.bucket, Key=source.key, **_access(read))
-            run.status("copy", source, target)
+            run.status("upload", source, target)
             return
-        if source == "-":
-            if run.dryrun:
-                run.status("upload", source, target)
-                return
-            task = run.callback(progress.task(str(target), None))
-            client.upload_fileobj(
-                sys.stdin.buffer, target.bucket, target.key, ExtraArgs=upload, Callback=task
-            )
-        else:
-            if os.path.isdir(source):
-                raise click.UsageError(f"{source} is a folder: add --recursive to copy it")
-            size = os.path.getsize(source)  # OSError: reported per file
-            if run.dryrun:
-                run.status("upload", source, target)
-                return
-            task = run.callback(progress.task(str(target), size))
-            client.upload_file(
-                source,
-                target.bucket,
-                target.key,
-                ExtraArgs=upload,
-                Callback=task,
-                Config=run.config,
-            )
-            if run.verb == "move":
-                os.unlink(source)
-        run.status("upload", source, target)
+        if not isinstance(source, S3Url) and os.path.isdir(source):
+            raise click.UsageError(f"{source} is a folder: add --recursive to copy it")
+        _copy_item(run, _Item(source, target))
         return
     if not isinstance(source, S3Url):
         raise click.UsageError("one of SRC and DST must be an s3:// location")
@@ -920,7 +1159,8 @@ def _copy_one(
         if run.dryrun:
             run.status("download", source, target)
             return
-        response = client.get_object(Bucket=source.bucket, Key=source.key, **read)
+        read = {**_context_args(run), **run.read_args}
+        response = run.crypto.client.get_object(Bucket=source.bucket, Key=source.key, **read)
         out = sys.stdout.buffer
         with contextlib.closing(response["Body"]) as body:
             for chunk in body.iter_chunks(1024 * 1024):
@@ -928,28 +1168,115 @@ def _copy_one(
         out.flush()
         return
     path = target
-    if exact:
-        if os.path.isdir(path):
-            raise click.UsageError(
-                f"{source} would be written to {path}, which is a folder (another object's "
-                "name makes it one); copy it on its own to another name"
-            )
-    elif os.path.isdir(path) or path.endswith(os.sep):
+    if os.path.isdir(path) or path.endswith(os.sep):
         path = os.path.join(path, source.key.rsplit("/", 1)[-1])
-    # One file of a recursive copy: the overall bar counts its bytes and the listing knew
-    # it was an object; a HEAD (and instruction-file GET) just for a size is not needed.
-    expected = None if exact else _download_size(ctx, source, run.read_args)
+    info = _download_info(run.ctx, source, run.read_args)
+    modified = info.get("last_modified")
+    _copy_item(
+        run,
+        _Item(
+            source,
+            path,
+            info.get("plaintext_size"),
+            datetime.datetime.fromisoformat(modified).timestamp() if modified else None,
+            info.get("etag"),
+        ),
+    )
+
+
+def _context_args(run: _Transfer) -> dict[str, Any]:
+    return {"EncryptionContext": run.crypto.context} if run.crypto.context else {}
+
+
+def _copy_item(run: _Transfer, item: _Item) -> None:
+    """Copy one file or object to exactly ``item.target`` (mv: then delete the source)."""
+    if run.stop.is_set():  # interrupted: start nothing more
+        raise KeyboardInterrupt
+    client, progress = run.crypto.client, run.progress
+    read = {**_context_args(run), **run.read_args}
+    upload = {**_context_args(run), **run.upload_args}
+    source, target = item.source, item.target
+    if isinstance(source, S3Url) and isinstance(target, S3Url):
+        if run.dryrun:
+            run.status("copy", source, target)
+            return
+        response = client.get_object(Bucket=source.bucket, Key=source.key, **read)
+        with contextlib.closing(response["Body"]) as body:
+            task = run.callback(progress.task(str(target), response.get("ContentLength")))
+            run.dest.upload_fileobj(
+                body,
+                target.bucket,
+                target.key,
+                ExtraArgs={**_kept_attributes(response, run.upload_args), **upload},
+                Callback=task,
+                Config=run.config,
+            )
+        if run.verb == "move":
+            _delete_if_unchanged(
+                run,
+                source,
+                response.get("ETag"),
+                f"it changed after it was read (another writer?); {target} holds the version read",
+            )
+        run.status("copy", source, target)
+        return
+    if isinstance(target, S3Url):
+        assert isinstance(source, str)
+        size = os.path.getsize(source)  # OSError: reported per file
+        if run.dryrun:
+            run.status("upload", source, target)
+            return
+        task = run.callback(progress.task(str(target), size))
+        client.upload_file(
+            source, target.bucket, target.key, ExtraArgs=upload, Callback=task, Config=run.config
+        )
+        if run.verb == "move":
+            os.unlink(source)
+        run.status("upload", source, target)
+        return
+    assert isinstance(source, S3Url)
+    path = target
+    if os.path.isdir(path):
+        raise click.UsageError(
+            f"{source} would be written to {path}, which is a folder (another object's "
+            "name makes it one); copy it on its own to another name"
+        )
     if run.dryrun:
         run.status("download", source, path)
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    task = run.callback(progress.task(str(source), expected))
+    task = run.callback(progress.task(str(source), item.size))
     client.download_file(
         source.bucket, source.key, path, ExtraArgs=read, Callback=task, Config=run.config
     )
+    if item.modified is not None:  # as aws: the file takes the object's time (sync uses it)
+        os.utime(path, (item.modified, item.modified))
     if run.verb == "move":
-        client.delete_object(Bucket=source.bucket, Key=source.key, **_access(read))
+        _delete_if_unchanged(
+            run,
+            source,
+            item.etag,
+            f"it changed after it was read (another writer?); {path} holds the version read",
+        )
     run.status("download", source, path)
+
+
+def _delete_if_unchanged(run: _Transfer, source: S3Url, etag: str | None, why: str) -> None:
+    """Delete an object (with its instruction file) only if it is still the version that
+    was read or listed (``etag``): another writer's newer object stays, and ``why`` says
+    so."""
+    from botocore.exceptions import ClientError
+
+    condition = {"IfMatch": etag} if etag else {}
+    try:
+        delete_object(
+            run.ctx.s3,
+            {"Bucket": source.bucket, "Key": source.key, **condition, **_access(run.read_args)},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+            raise
+        raise WriteConflictError(f"{why}, so it was kept").at(source.bucket, source.key) from None
 
 
 #: Parts in flight across all files of a recursive copy (each part buffers 8 MiB).
@@ -983,12 +1310,15 @@ def _access(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if k in ("RequestPayer", "ExpectedBucketOwner")}
 
 
-def _download_size(ctx: Context, source: S3Url, read_args: dict[str, Any] | None = None) -> Any:
-    """The plaintext size to show; a missing key that is a prefix says to add -r."""
+def _download_info(
+    ctx: Context, source: S3Url, read_args: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a HEAD says of the object to download (its size, time, ETag); a missing key
+    that is a prefix says to add -r."""
     from botocore.exceptions import ClientError
 
     try:
-        return _describe(ctx.s3, source.bucket, source.key, read_args)["plaintext_size"]
+        return _describe(ctx.s3, source.bucket, source.key, read_args)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             listed = ctx.s3.list_objects_v2(
@@ -1001,65 +1331,34 @@ def _download_size(ctx: Context, source: S3Url, read_args: dict[str, Any] | None
         raise
 
 
-def _copy_recursive(
-    run: _Transfer,
-    source: S3Url | str,
-    target: S3Url | str,
-    order: list[tuple[str, str]],
+_T = TypeVar("_T")
+
+
+def _each(
+    stop: threading.Event,
+    items: list[_T],
+    work: Callable[[_T], None],
     workers: int,
+    noun: str,
+    name: Callable[[_T], str] = str,
 ) -> None:
+    """``work`` on every item, ``workers`` at once; one item's failure is reported on
+    stderr (with the item's ``name`` where the error does not say it) and the rest go
+    on. Raises CliError with the count (exit 3 if any failed authentication); an
+    interrupt stops what has not started."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    ctx = run.ctx
-    pairs: list[tuple[S3Url | str, S3Url | str, int | None]] = []
-    if isinstance(source, S3Url):
-        prefix = source.key
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
-        for item in _list_objects(ctx.s3, source.bucket, prefix):
-            key = item["Key"]
-            relative = key[len(prefix) :]
-            if _is_instruction_file(key) or not relative or not _matches(relative, order):
-                continue
-            if isinstance(target, S3Url):
-                dst: S3Url | str = S3Url(target.bucket, _join_key(target.key, relative))
-            else:
-                local = local_destination(target, relative)
-                if local is None:
-                    click.echo(
-                        printable(
-                            f"s3cse: skipping s3://{source.bucket}/{key}: its name would write "
-                            f"outside {target}"
-                        ),
-                        err=True,
-                    )
-                    continue
-                dst = local
-            pairs.append(
-                (S3Url(source.bucket, key), dst, likely_plaintext_length(int(item["Size"])))
-            )
-    else:
-        if source == "-" or not os.path.isdir(source):
-            raise click.UsageError(f"{source} is not a folder")
-        if not isinstance(target, S3Url):
-            raise click.UsageError("one of SRC and DST must be an s3:// location")
-        for path, relative, size in _local_files(source, follow=run.verb != "move"):
-            if _matches(relative, order):
-                pairs.append((path, S3Url(target.bucket, _join_key(target.key, relative)), size))
-    run.progress.total(sum(size or 0 for *_, size in pairs), len(pairs))
     failures, worst = 0, EXIT_FAILURE
     lock = threading.Lock()
 
-    def one(pair: tuple[S3Url | str, S3Url | str, int | None]) -> None:
+    def one(item: _T) -> None:
         nonlocal failures, worst
-        if run.stop.is_set():
+        if stop.is_set():
             return
         try:
-            if run.stop.is_set():
-                return
-            _copy_one(run, pair[0], pair[1], exact=True)
+            work(item)
         except BrokenPipeError:  # `s3cse cp -r ... | head`: the reader is gone
-            run.stop.set()
+            stop.set()
             raise
         except (
             S3CSEError,
@@ -1071,35 +1370,122 @@ def _copy_recursive(
         ) as exc:
             code = EXIT_FAILURE if isinstance(exc, click.UsageError) else _exit_code(exc)
             message = exc.format_message() if isinstance(exc, click.UsageError) else str(exc)
+            if name(item) not in message:
+                message = f"{name(item)}: {message}"
             with lock:
                 failures += 1
                 worst = max(worst, code if code != EXIT_USAGE else EXIT_FAILURE)
-            click.echo(f"s3cse: error: {printable(message)}", err=True)
+            click.echo(f"s3cse: error: {printable(in_cli_terms(message))}", err=True)
 
-    # Files at once (each large one also sends its parts at once); an interrupt stops
-    # the ones under way through their progress callbacks, which clean up as Ctrl-C does.
-    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3cse-cp")
+    # Items at once (each large file also sends its parts at once); an interrupt stops
+    # the transfers under way through their progress callbacks, which clean up as
+    # Ctrl-C does.
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3cse-cli")
     futures: list[concurrent.futures.Future[None]] = []
     try:
-        futures += [pool.submit(one, pair) for pair in pairs]
+        futures += [pool.submit(one, item) for item in items]
         for future in futures:
             future.result()
     except BaseException:
-        run.stop.set()
+        stop.set()
         for future in futures:
             future.cancel()
         raise
     finally:
         pool.shutdown(wait=True)
     if failures:
-        raise CliError(f"{failures} of {len(pairs)} files failed", worst)
+        raise CliError(f"{failures} of {len(items)} {noun} failed", worst)
 
 
-def _local_files(folder: str, *, follow: bool = True) -> Iterator[tuple[str, str, int]]:
-    """(path, relative name, size) of the regular files under ``folder``, following
-    symlinks (as ``aws s3 cp`` does) but never into the same folder twice. What cannot be
-    sent (a dangling link, a FIFO or device, a file gone or unreadable) is reported on
-    stderr and skipped; the walk goes on."""
+def _listed_objects(
+    ctx: Context, url: S3Url, order: list[tuple[str, str]]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name relative to the prefix, listing entry) of the objects under ``url`` that the
+    filters select: no instruction files, no folder markers."""
+    prefix = url.key
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    for item in _list_objects(ctx.s3, url.bucket, prefix):
+        relative = item["Key"][len(prefix) :]
+        if (
+            _is_instruction_file(item["Key"])
+            or not relative
+            or relative.endswith("/")
+            or not _matches(relative, order)
+        ):
+            continue
+        yield relative, item
+
+
+def _local_target(source: S3Url, folder: str, relative: str) -> str | None:
+    """Where an object lands under ``folder``; None (reported) when its name would write
+    outside it."""
+    local = local_destination(folder, relative)
+    if local is None:
+        click.echo(
+            printable(f"s3cse: skipping {source}: its name would write outside {folder}"),
+            err=True,
+        )
+    return local
+
+
+def _copy_recursive(
+    run: _Transfer,
+    source: S3Url | str,
+    target: S3Url | str,
+    order: list[tuple[str, str]],
+    workers: int,
+) -> None:
+    items: list[_Item] = []
+    if isinstance(source, S3Url):
+        for relative, listed in _listed_objects(run.ctx, source, order):
+            key = S3Url(source.bucket, listed["Key"])
+            if isinstance(target, S3Url):
+                dst: S3Url | str | None = S3Url(target.bucket, _join_key(target.key, relative))
+            else:
+                dst = _local_target(key, target, relative)
+            if dst is not None:
+                items.append(_listed_item(key, dst, listed))
+    else:
+        if source == "-" or not os.path.isdir(source):
+            raise click.UsageError(f"{source} is not a folder")
+        if not isinstance(target, S3Url):
+            raise click.UsageError("one of SRC and DST must be an s3:// location")
+        for file in _local_files(source, follow=run.verb != "move"):
+            if _matches(file.relative, order):
+                dst = S3Url(target.bucket, _join_key(target.key, file.relative))
+                items.append(_Item(file.path, dst, file.size))
+    run.progress.total(sum(item.size or 0 for item in items), len(items))
+    _each(run.stop, items, functools.partial(_copy_item, run), workers, "files", _item_name)
+
+
+def _item_name(item: _Item) -> str:
+    return str(item.source)
+
+
+def _listed_item(source: S3Url, target: S3Url | str, listed: dict[str, Any]) -> _Item:
+    return _Item(
+        source,
+        target,
+        likely_plaintext_length(int(listed["Size"])),
+        listed["LastModified"].timestamp(),
+        listed.get("ETag"),
+    )
+
+
+@dataclass(frozen=True)
+class _LocalFile:
+    path: str
+    relative: str  # '/'-separated, relative to the folder walked
+    size: int
+    modified: float
+
+
+def _local_files(folder: str, *, follow: bool = True) -> Iterator[_LocalFile]:
+    """The regular files under ``folder``, following symlinks (as ``aws s3 cp`` does) but
+    never into the same folder twice. What cannot be sent (a dangling link, a FIFO or
+    device, a file gone or unreadable) is reported on stderr and skipped; the walk goes
+    on."""
     walked: dict[str, tuple[int, int]] = {}  # folder path -> its (device, inode)
 
     def skip(path: str, why: str) -> None:
@@ -1140,7 +1526,8 @@ def _local_files(folder: str, *, follow: bool = True) -> Iterator[tuple[str, str
             if not stat.S_ISREG(info.st_mode):
                 skip(path, "not a regular file (a FIFO, socket or device)")
                 continue
-            yield path, os.path.relpath(path, folder).replace(os.sep, "/"), info.st_size
+            relative = os.path.relpath(path, folder).replace(os.sep, "/")
+            yield _LocalFile(path, relative, info.st_size, info.st_mtime)
 
 
 def local_destination(folder: str, relative_key: str) -> str | None:
@@ -1197,6 +1584,10 @@ def _describe(
     head = s3.head_object(Bucket=bucket, Key=key, **sse_c)
     size = int(head["ContentLength"])
     info: dict[str, Any] = {"object": f"s3://{bucket}/{key}"}
+    if head.get("LastModified"):
+        info["last_modified"] = head["LastModified"].isoformat()
+    if head.get("ETag"):
+        info["etag"] = head["ETag"]
     try:
         content = read_content_metadata(s3, bucket, key, head.get("Metadata", {}))
     except NotEncryptedError:
@@ -1393,8 +1784,15 @@ def rb(url: str, force: bool, **kw: Any) -> None:
 @click.option("--include", multiple=True, help="Include keys matching this pattern (-r).")
 @click.option("--exclude", multiple=True, help="Exclude keys matching this pattern (-r).")
 @click.option("--dryrun", is_flag=True, help="Print what would be deleted; delete nothing.")
+@click.option(
+    "--workers",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Objects deleted at once (with --recursive).",
+)
 @_aws_options
-def rm(url: str, recursive: bool, dryrun: bool, **kw: Any) -> None:
+def rm(url: str, recursive: bool, dryrun: bool, workers: int, **kw: Any) -> None:
     """Delete s3://bucket/key with its instruction file (--recursive: everything under
     the prefix, stray instruction files included). Needs no key."""
     ctx = _context(kw)
@@ -1406,8 +1804,6 @@ def rm(url: str, recursive: bool, dryrun: bool, **kw: Any) -> None:
     order = _filter_order()
 
     def action() -> None:
-        from botocore.exceptions import ClientError
-
         if recursive:
             prefix = location.key
             if prefix and not prefix.endswith("/"):
@@ -1422,26 +1818,23 @@ def rm(url: str, recursive: bool, dryrun: bool, **kw: Any) -> None:
             ]
         else:
             keys = [location.key]
-        failures = 0
-        # One at a time through the client: it takes each object's instruction file along
-        # (and a name XML cannot carry is no problem for a single DELETE).
-        for key in keys:
+        stop = threading.Event()
+
+        def delete(key: str) -> None:
             line = printable(f"delete: s3://{location.bucket}/{key}")
             if dryrun:
                 click.echo(f"(dryrun) {line}")
-                continue
-            try:
-                delete_object(ctx.s3, {"Bucket": location.bucket, "Key": key})
-            except ClientError as exc:
-                failures += 1
-                click.echo(
-                    printable(f"s3cse: error: s3://{location.bucket}/{key}: {exc}"), err=True
-                )
-                continue
+                return
+            # Through delete_object: it takes the object's instruction file along (and a
+            # name XML cannot carry is no problem for a single DELETE).
+            delete_object(ctx.s3, {"Bucket": location.bucket, "Key": key})
             if not ctx.quiet:
                 click.echo(line)
-        if failures:
-            raise CliError(f"{failures} of {len(keys)} objects could not be deleted")
+
+        if not recursive:
+            delete(keys[0])
+            return
+        _each(stop, keys, delete, workers, "objects", lambda key: f"s3://{location.bucket}/{key}")
 
     _run(ctx.debug, action)
 
@@ -1481,9 +1874,10 @@ def rm(url: str, recursive: bool, dryrun: bool, **kw: Any) -> None:
     is_flag=True,
     help="Read and authenticate each object's content first; a damaged one is not rotated.",
 )
+@click.option("--dryrun", is_flag=True, help="Print what would be re-encrypted; change nothing.")
 @_key_options
 @_aws_options
-def rotate(url: str, workers: int, verify: bool, **kw: Any) -> None:
+def rotate(url: str, workers: int, verify: bool, dryrun: bool, **kw: Any) -> None:
     """Re-encrypt the data keys of every object under s3://bucket/prefix with a new
     master key. The content is not touched; resumable (already-rotated objects are
     skipped)."""
@@ -1510,17 +1904,24 @@ def rotate(url: str, workers: int, verify: bool, **kw: Any) -> None:
                 "give the new key: --to-kms-key-id, --to-aes-key, --to-rsa-public-key or --to-rsa-private-key"
             )
         new_context = keyfiles.parse_json_map(to["to_context"], "--to-context") or crypto.context
-        with Progress(enabled=ctx.progress and not ctx.quiet) as progress:
+        with Progress(enabled=ctx.progress and not ctx.quiet and not dryrun) as progress:
             task = progress.counter(f"rotating {location}")
+
+            def rotated(key: str, status: str) -> None:
+                task(1)
+                if dryrun and status == "rotated" and not ctx.quiet:
+                    progress.log(printable(f"(dryrun) rotate: s3://{location.bucket}/{key}"))
+
             summary = crypto.client.reencrypt_prefix(
                 location.bucket,
                 location.key,
                 new_keyring,
                 max_workers=workers,
-                progress=lambda key, status: task(1),
+                progress=rotated,
                 EncryptionContext=crypto.context or None,
                 NewEncryptionContext=new_context or None,
                 verify=verify,
+                dryrun=dryrun,
             )
         for key, message in summary.conflicts:
             click.echo(
@@ -1531,7 +1932,7 @@ def rotate(url: str, workers: int, verify: bool, **kw: Any) -> None:
                 printable(f"s3cse: error: s3://{location.bucket}/{key}: {message}"), err=True
             )
         if not ctx.quiet:
-            click.echo(str(summary))
+            click.echo(("(dryrun) " if dryrun else "") + str(summary))
         if summary.failed or summary.conflicts:
             raise CliError(
                 f"{len(summary.failed)} objects could not be rotated, "
