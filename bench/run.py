@@ -5,11 +5,12 @@
     python bench/run.py --memory        # RSS over time moving 256 MiB, 512 MiB and 2 GiB objects
     python bench/run.py --fsspec        # pandas + pyarrow on s3cse:// against plain s3fs (s3://)
     python bench/run.py --aio-lag       # event-loop lag moving 512 MiB with AsyncEncryptionClient
+    python bench/run.py --cli           # s3cse cp --recursive against aws s3 cp, 1,000 files of 1 KiB
 
 It starts its own local servers (SeaweedFS + moto on 127.0.0.1), runs every
 measurement in a fresh process (so peak RSS belongs to that operation alone), and
-writes results.json, results.md and results.png; --memory, --fsspec and --aio-lag
-alone write memory.*, fsspec.* and aio_lag.* instead.
+writes results.json, results.md and results.png; --memory, --fsspec, --aio-lag and
+--cli alone write memory.*, fsspec.*, aio_lag.* and cli.* instead.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ FSSPEC_NAMES = {
 # AsyncEncryptionClient (KMS) and plain aiobotocore, with and without SigV4 payload hashing.
 LAG_SIZE = 512 * MiB
 LAG_CONFIGS = [("s3cse", "unsigned"), ("s3cse", "signed"), ("aiobotocore", "unsigned"), ("aiobotocore", "signed")]
+
+# The command line on many small files: `s3cse cp --recursive` against `aws s3 cp
+# --recursive` (awscli from PyPI, plaintext, its default 10 concurrent requests), each
+# command a fresh process, as a user runs it.
+CLI_FILES, CLI_FILE_SIZE = 1000, 1024
+CLI_CONFIGS = [("aws", "none"), ("s3cse", "aes"), ("s3cse", "kms")]
+CLI_OPS = ("cp_upload", "cp_download")
 
 
 def make_file(path: Path, size: int) -> None:
@@ -256,6 +264,80 @@ def run_aio_lag(bench: Bench) -> list[dict[str, Any]]:
     return results
 
 
+def cli_label() -> str:
+    return f"{CLI_FILES:,} x {CLI_FILE_SIZE // 1024} KiB files"
+
+
+def cli_command(bench: Bench, impl: str, keyring: str, src: str, dst: str) -> list[str]:
+    """The command a user types for ``impl`` copying ``src`` to ``dst`` recursively."""
+    if impl == "aws":
+        return [sys.executable, "-m", "awscli", "s3", "cp", src, dst, "--recursive", "--only-show-errors"]
+    key = ["--aes-key", str(bench.aes_key)] if keyring == "aes" else ["--kms-key-id", bench.kms_key]
+    return [sys.executable, "-m", "s3cse", "cp", src, dst, "--recursive", "--quiet", *key]
+
+
+def run_cli(bench: Bench) -> list[dict[str, Any]]:
+    """Recursive uploads, then downloads, of CLI_FILES small files, every configuration
+    in turns (turn_order); each turn uploads to a prefix of its own."""
+    import shutil
+
+    tree = bench.work / "cli-tree"
+    if not tree.exists():
+        tree.mkdir()
+        for i in range(CLI_FILES):
+            (tree / f"f{i:05d}.bin").write_bytes(os.urandom(CLI_FILE_SIZE))
+    runs: dict[tuple[str, str, str], list[float]] = {(i, k, op): [] for i, k in CLI_CONFIGS for op in CLI_OPS}
+    errors: dict[tuple[str, str, str], list[str]] = {}
+    env = {k: v for k, v in bench.env.items() if k != "S3CSE_KMS_KEY_ID"}
+    for turn in range(bench.repeat):
+        for op in CLI_OPS:
+            shift = turn % len(CLI_CONFIGS)  # as turn_order: nobody always goes last
+            for impl, keyring in CLI_CONFIGS[shift:] + CLI_CONFIGS[:shift]:
+                prefix = f"s3://{bench.bucket}/cli-{impl}-{keyring}"
+                if op == "cp_upload":
+                    src, dst = str(tree), f"{prefix}/{turn}/"
+                else:  # what this configuration uploaded in its first turn
+                    src, dst = f"{prefix}/0/", str(bench.work / "cli-out")
+                    shutil.rmtree(dst, ignore_errors=True)
+                started = time.monotonic()
+                proc = subprocess.run(cli_command(bench, impl, keyring, src, dst), capture_output=True, env=env, timeout=PROCESS_TIMEOUT)  # noqa: S603 - our own commands
+                seconds = time.monotonic() - started
+                if proc.returncode:
+                    errors.setdefault((impl, keyring, op), []).append(proc.stderr.decode(errors="replace").strip()[-300:])
+                    continue
+                if op == "cp_download" and len(os.listdir(dst)) != CLI_FILES:
+                    errors.setdefault((impl, keyring, op), []).append(f"downloaded {len(os.listdir(dst))} of {CLI_FILES} files")
+                    continue
+                runs[(impl, keyring, op)].append(seconds)
+    results = []
+    for (impl, keyring, op), seconds in runs.items():
+        result: dict[str, Any]
+        if (impl, keyring, op) in errors or not seconds:
+            result = {"error": errors.get((impl, keyring, op), ["no run"])}
+        else:
+            median = statistics.median(seconds)
+            result = {"seconds": seconds, "objects_s": CLI_FILES / median, "mib_s": CLI_FILES * CLI_FILE_SIZE / MiB / median}
+        result.update(size=cli_label(), impl=impl, keyring=keyring, op=op)
+        results.append(result)
+        progress(result)
+    return results
+
+
+def cli_table(results: list[dict[str, Any]]) -> list[str]:
+    label = cli_label()
+
+    def cell(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "n/a"
+        return f"{statistics.median(r['seconds']):.2f} s ({r['objects_s']:.0f} files/s)"
+
+    lines = [f"| {label} | aws s3 cp (plaintext) | s3cse cp, AES key | s3cse cp, KMS key |", "|---|---|---|---|"]
+    for op in CLI_OPS:
+        row = [cell(lookup(results, label, impl, op, keyring)) for impl, keyring in CLI_CONFIGS]
+        lines.append(f"| {op.replace('cp_', 'cp --recursive, ')} | " + " | ".join(row) + " |")
+    return lines
+
+
 def lag_label() -> str:
     return f"{LAG_SIZE // MiB} MiB"
 
@@ -317,6 +399,8 @@ def write_markdown(results: list[dict[str, Any]], sizes: list[str], path: Path) 
         tables.append(fsspec_table(results))
     if any(r["op"].startswith("aio_lag_") for r in results):
         tables.append(aio_lag_table(results))
+    if any(r["size"] == cli_label() for r in results):
+        tables.append(cli_table(results))
     lines = [line for table in tables for line in (*table, "")]
     targets = check_targets(results, sizes)
     lines += ["| target | measured | met |", "|---|---|---|"]
@@ -426,6 +510,12 @@ def check_targets(results: list[dict[str, Any]], sizes: list[str]) -> list[tuple
     if any(r["size"] == PARQUET for r in results):
         for op in FSSPEC_OPS:
             add(f"pandas {FSSPEC_NAMES[op]} on s3cse:// >= 0.9x s3fs, {PARQUET}", ratio(lookup(results, PARQUET, "s3cse", op), lookup(results, PARQUET, "s3fs", op), PARQUET), 0.9)
+    if any(r["size"] == cli_label() for r in results):
+        for op in CLI_OPS:
+            plain = lookup(results, cli_label(), "aws", op)
+            for keyring, threshold in (("aes", 1.0), ("kms", 0.6)):
+                ours = lookup(results, cli_label(), "s3cse", op, keyring)
+                add(f"s3cse {op.replace('_', ' ')} --recursive >= {threshold}x aws s3 cp, {cli_label()}, {keyring}", ratio(ours, plain, "1 KiB"), threshold)
     if any(r["op"].startswith("aio_lag_") for r in results):
         # What tests/integration/test_aio.py used to assert (it now checks only that the loop keeps ticking)
         unsigned, signed = (lookup(results, lag_label(), "s3cse", f"aio_lag_{p}") for p in ("unsigned", "signed"))
@@ -519,6 +609,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="memory profile: 256 MiB, 512 MiB and 2 GiB objects")
     parser.add_argument("--fsspec", action="store_true", help="only pandas + pyarrow on s3cse:// against s3fs (fsspec.*)")
     parser.add_argument("--aio-lag", action="store_true", help="only the event-loop lag moving 512 MiB (aio_lag.*)")
+    parser.add_argument("--cli", action="store_true", help="only s3cse cp --recursive against aws s3 cp, 1,000 files of 1 KiB (cli.*)")
     parser.add_argument("--sizes", nargs="*", choices=list(SIZES), help="sizes to run")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per measurement (median)")
     parser.add_argument("--out", default=str(HERE / "results"))
@@ -534,8 +625,8 @@ def main() -> None:
         if args.memory:
             run_memory(bench, out)
             return
-        if args.fsspec or args.aio_lag:
-            for name, wanted, run in (("fsspec", args.fsspec, run_fsspec), ("aio_lag", args.aio_lag, run_aio_lag)):
+        if args.fsspec or args.aio_lag or args.cli:
+            for name, wanted, run in (("fsspec", args.fsspec, run_fsspec), ("aio_lag", args.aio_lag, run_aio_lag), ("cli", args.cli, run_cli)):
                 if wanted:
                     started = time.monotonic()
                     write_results(run(bench), [], out, name, repeat, started)
@@ -543,7 +634,7 @@ def main() -> None:
         started = time.monotonic()
         results = run_matrix(bench, sizes)
         if not args.quick and not args.sizes:  # the full run
-            results += run_fsspec(bench) + run_aio_lag(bench)
+            results += run_fsspec(bench) + run_aio_lag(bench) + run_cli(bench)
         write_results(results, sizes, out, "results", repeat, started)
         write_chart(results, sizes, out / "results.png")
 

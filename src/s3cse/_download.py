@@ -228,10 +228,27 @@ def decrypt_to(
     chunks: Iterable[Chunk],
     decryptor: ObjectDecryptor,
     callback: Callable[[int], Any] | None,
+    *,
+    size: int | None = None,
 ) -> None:
     """Decrypt into ``sink`` in 1 MiB slices through a ring of three buffers; a writer
     thread writes them out (file writes release the GIL), overlapping decryption and
-    fetching. The tag is checked at the end: ``sink`` must be private until then."""
+    fetching. The tag is checked at the end: ``sink`` must be private until then.
+    ``size``: the ciphertext's, when known; one slice or less is decrypted and written
+    here, sparing a small file the writer thread and the ring."""
+    if size is not None and size <= _CHUNK:
+        for chunk in chunks:
+            piece = decryptor.update(chunk)
+            if piece:
+                sink.write(piece)
+                if callback is not None:
+                    callback(len(piece))
+        last = decryptor.finalize()
+        if last:
+            sink.write(last)
+            if callback is not None:
+                callback(len(last))
+        return
     ring = [bytearray(_CHUNK + 64) for _ in range(3)]
     pending: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
     turn = 0

@@ -179,7 +179,8 @@ def reencrypt(
     """Re-wrap one object's data key under ``new_keyring``; see
     :meth:`EncryptionClient.reencrypt`. Returns ``"rotated"``, ``"skipped"`` or
     ``"instruction-file"`` (the key is the instruction file of an object beside it).
-    ``dryrun``: everything but the re-wrap and the write ("rotated": it would be)."""
+    ``dryrun``: everything but the write ("rotated": it would be; the data key was
+    unwrapped with the old key and wrapped with the new one, and dropped)."""
     extra = dict(extra or {})
     head: dict[str, Any] = dict(
         store.s3.head_object(
@@ -214,9 +215,7 @@ def reencrypt(
             new_keyring, content, store.config, encryption_context=new_encryption_context
         ):
             return "skipped"
-        if dryrun:
-            return "rotated"
-        result = rewrap(
+        result = rewrap(  # in a dry run too: the old key must unwrap, the new one wrap
             store.cmm,
             new_keyring,
             content,
@@ -224,6 +223,8 @@ def reencrypt(
             encryption_context=encryption_context,
             new_encryption_context=new_encryption_context,
         )
+        if dryrun:
+            return "rotated"
     log.debug(
         "re-encrypt s3://%s/%s: %s -> %s",
         bucket,

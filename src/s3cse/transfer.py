@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
 from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 
 from . import _s3args
@@ -260,9 +261,10 @@ def download(
     settings = TransferSettings(config)
     extra = dict(extra_args or {})
     context = extra.pop("EncryptionContext", None)
-    head = store.head(bucket, key, extra)
-    size = int(head["ContentLength"])
-    chunks = ciphertext_chunks(store, bucket, key, size, head.get("ETag"), extra, settings)
+    head, size, first = _first_range(store, bucket, key, extra, settings)
+    chunks = ciphertext_chunks(
+        store, bucket, key, size, head.get("ETag"), extra, settings, first=first
+    )
     with located(bucket, key), contextlib.closing(chunks):
         try:
             content = store.content_metadata(bucket, key, head.get("Metadata", {}), extra)
@@ -276,13 +278,55 @@ def download(
             return
         decryptor = store.begin_decryptor(bucket, key, content, context)
         if sink_is_private or delayed:
-            decrypt_to(sink, chunks, decryptor, callback)
+            decrypt_to(sink, chunks, decryptor, callback, size=size)
             return
         spool = verified_spool(chunks, size, decryptor.fresh())
         try:
-            decrypt_to(sink, spool_chunks(spool), decryptor, callback)
+            decrypt_to(sink, spool_chunks(spool), decryptor, callback, size=size)
         finally:
             release(spool)
+
+
+def _first_range(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    extra: Mapping[str, Any],
+    settings: TransferSettings,
+) -> tuple[dict[str, Any], int, bytes]:
+    """(the object's headers, its stored size, its first bytes) from one GET of its first
+    range, where a HEAD would say the same and fetch nothing: an object of one range
+    (most of a tree of small files) then takes one request, not two. The bytes may be
+    fewer than a range (none, when the read was cut off: the ranges fetch them again)."""
+    chunk = max(settings.multipart_chunksize, _MiB)
+    try:
+        response: dict[str, Any] = dict(
+            store.s3.get_object(
+                Bucket=bucket,
+                Key=key,
+                Range=f"bytes=0-{chunk - 1}",
+                **_s3args.forward("head", extra),
+            )
+        )
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status != 416 and exc.response.get("Error", {}).get("Code") != "InvalidRange":
+            raise
+        head = store.head(bucket, key, extra)  # an empty object has no first byte
+        return head, int(head["ContentLength"]), b""
+    length = int(response.get("ContentLength") or 0)
+    total = str(response.get("ContentRange") or "").rpartition("/")[2]
+    size = int(total) if total.isdigit() else length
+    with contextlib.closing(without_redundant_checksum(response.pop("Body"))) as body:
+        if length > chunk or (total.isdigit() and length > size):
+            return response, size, b""  # a store that ignored the range: not read whole
+        try:
+            first = bytes(body.read())
+        except S3_RETRYABLE_DOWNLOAD_ERRORS:
+            first = b""
+    if len(first) != length:
+        first = b""  # cut off: the ranges fetch it again, with their retries
+    return response, size, first
 
 
 @contextlib.contextmanager
@@ -328,15 +372,20 @@ def ciphertext_chunks(
     etag: str | None,
     extra: Mapping[str, Any],
     settings: TransferSettings,
+    *,
+    first: bytes = b"",
 ) -> Generator[memoryview | bytes, None, None]:
     """Yield the object's ciphertext in order, fetched by concurrent ranged GETs pinned
-    to ``etag`` (each piece is valid until the next one is asked for)."""
+    to ``etag`` (each piece is valid until the next one is asked for); ``first``: its
+    first bytes, already fetched."""
     s3 = store.s3
     get_args = _s3args.forward("ranged_get", extra)
     if etag:
         get_args["IfMatch"] = etag
     chunk = max(settings.multipart_chunksize, _MiB)
-    ranges = [(start, min(start + chunk, size) - 1) for start in range(0, size, chunk)]
+    if first:
+        yield first
+    ranges = [(start, min(start + chunk, size) - 1) for start in range(len(first), size, chunk)]
     if not ranges:
         return
 

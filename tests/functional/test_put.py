@@ -227,12 +227,28 @@ def test_put_of_a_file_body_over_plain_http_sends_the_crc32_of_the_ciphertext() 
     memory = MemoryS3(endpoint_url="http://s3.example.invalid")
     client = s3cse.EncryptionClient(memory, keyring())
 
-    client.put_object(Bucket=BUCKET, Key=KEY, Body=io.BytesIO(PLAINTEXT))
+    large = PLAINTEXT * (2 * 1024 * 1024 // len(PLAINTEXT) + 1)  # streamed, not held
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=io.BytesIO(large))
 
     (sent,) = memory.calls_to("PutObject")
     crc = zlib.crc32(sent["Body"]).to_bytes(4, "big")
     assert sent["ChecksumCRC32"] == base64.b64encode(crc).decode()
-    assert sent["Body"] != PLAINTEXT and len(sent["Body"]) == len(PLAINTEXT) + 16
+    assert sent["Body"] != large and len(sent["Body"]) == len(large) + 16
+
+
+def test_a_small_file_body_is_sent_as_bytes_sparing_botocores_100_continue(
+    memory: MemoryS3, client: s3cse.EncryptionClient, tmp_path: Any
+) -> None:
+    # botocore sends `Expect: 100-continue` (one more round trip) with any file-like
+    # body; bytes go straight out.
+    path = tmp_path / "small"
+    path.write_bytes(PLAINTEXT)
+    with open(path, "rb") as f:
+        client.put_object(Bucket=BUCKET, Key=KEY, Body=f)
+
+    (sent,) = memory.calls_to("PutObject")
+    assert isinstance(sent["Body"], bytes) and len(sent["Body"]) == len(PLAINTEXT) + 16
+    assert client.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == PLAINTEXT
 
 
 class _Pipe:

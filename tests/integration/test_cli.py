@@ -271,7 +271,20 @@ def test_rotate_prefix(tmp_path, bucket, aes_key_file, kms_key_arn):
     dry = run(*rotate, "--to-kms-key-id", kms_key_arn, "--dryrun", check_code=0)
     *lines, summary = dry.stdout.decode().splitlines()
     assert sorted(lines) == [f"(dryrun) rotate: s3://{bucket}/p/{i}" for i in range(5)]
-    assert summary.startswith("(dryrun) 5 re-encrypted")
+    assert summary.startswith("(dryrun) 5 would be re-encrypted")
+    wrong = tmp_path / "wrong.key"
+    wrong.write_bytes(b"\x07" * 32)
+    wrong.chmod(0o600)
+    refused = run(
+        "rotate",
+        f"s3://{bucket}/p/",
+        "--aes-key",
+        str(wrong),
+        "--to-kms-key-id",
+        kms_key_arn,
+        "--dryrun",
+    )
+    assert refused.returncode == 1 and b"0 would be re-encrypted" in refused.stdout
     assert run("cat", f"s3://{bucket}/p/3", "--aes-key", str(aes_key_file)).stdout == b"3"
     out = run(*rotate, "--to-kms-key-id", kms_key_arn, check_code=0)
     assert b"5 re-encrypted" in out.stdout

@@ -246,3 +246,84 @@ def test_a_move_or_delete_never_removes_an_object_another_writer_replaced(
     kept = run("sync", str(src), f"s3://{bucket}/m", "--aes-key", key, "--delete", env=race)
     assert kept.returncode == 1 and b"changed after sync listed it" in kept.stderr
     assert s3.get_object(Bucket=bucket, Key="m/c.txt")["Body"].read() == b"newer"
+
+
+def test_sync_down_never_writes_or_deletes_through_a_link_or_outside_its_folder(
+    s3, bucket, key, tmp_path
+):
+    outside = tmp_path / "outside"
+    _tree(outside, {"precious": b"keep me"})
+    src = tmp_path / "src"
+    _tree(src, {"a": b"a", "ext/precious": b"planted", "v2/file": b"v"})
+    run("sync", str(src), f"s3://{bucket}/l", "--aes-key", key, check_code=0)
+    dst = tmp_path / "dst"
+    _tree(dst, {"v2/file": b"v", ".s3cse-abc.part": b"partial"})
+    (dst / "ext").symlink_to(outside)  # a link out of the folder
+    (dst / "latest").symlink_to(dst / "v2")  # and one inside it
+    done = run("sync", f"s3://{bucket}/l", str(dst), "--aes-key", key, "--delete")
+    assert done.returncode == 2, done.stderr  # as aws: something was skipped
+    assert b"skipping s3://" in done.stderr and b"would write outside" in done.stderr
+    assert (outside / "precious").read_bytes() == b"keep me"
+    assert (dst / "v2/file").read_bytes() == b"v" and (dst / "a").read_bytes() == b"a"
+    assert (dst / ".s3cse-abc.part").exists()  # never listed, never deleted
+    assert (dst / "latest").is_symlink()
+
+
+def test_sync_up_skips_names_s3_keeps_and_deletes_nothing_after_an_unreadable_source(
+    s3, bucket, key, tmp_path
+):
+    src = tmp_path / "src"
+    volume = tmp_path / "volume"
+    _tree(src, {"doc": b"hello", ".s3cse-x.part": b"partial"})
+    _tree(volume, {"p1": b"photo"})
+    (src / "vol").symlink_to(volume)
+    target = f"s3://{bucket}/u"
+    common = ("--aes-key", key, "--instruction-file")
+    run("sync", str(src), target, *common, check_code=0)
+    assert _keys(s3, bucket) == sorted(
+        ["u/doc", "u/doc.instruction", "u/vol/p1", "u/vol/p1.instruction"]
+    )
+    (src / "doc.instruction").write_bytes(b"not an instruction file")
+    planted = run("sync", str(src), target, *common)
+    assert planted.returncode == 2 and b"doc.instruction" in planted.stderr
+    assert _reader(s3, key).get_object(Bucket=bucket, Key="u/doc")["Body"].read() == b"hello"
+    (src / "doc.instruction").unlink()
+    # The volume goes away: its link dangles. What could not be read is not gone.
+    volume.rename(tmp_path / "unmounted")
+    kept = run("sync", str(src), target, *common, "--delete")
+    assert kept.returncode == 2 and b"--delete deleted nothing" in kept.stderr
+    assert "u/vol/p1" in _keys(s3, bucket)
+
+
+def test_sync_refuses_nested_prefixes_and_clears_a_file_in_the_way_of_a_folder(
+    s3, bucket, key, tmp_path
+):
+    for source, target in (("n/sub", "n"), ("n", "n/sub/"), ("n/", "n")):
+        refused = run("sync", f"s3://{bucket}/{source}", f"s3://{bucket}/{target}", "--delete")
+        assert refused.returncode == 2 and b"inside the other" in refused.stderr
+    src = tmp_path / "src"
+    _tree(src, {"x/y": b"y"})
+    run("sync", str(src), f"s3://{bucket}/n", "--aes-key", key, check_code=0)
+    dst = tmp_path / "dst"
+    _tree(dst, {"x": b"a file where the folder goes"})
+    done = run("sync", f"s3://{bucket}/n", str(dst), "--aes-key", key, "--delete")
+    assert done.returncode == 0, done.stderr
+    assert (dst / "x/y").read_bytes() == b"y"
+    # A planted plaintext object too small to be encrypted is never taken as in sync.
+    s3.put_object(Bucket=bucket, Key="n/x/y", Body=b"")
+    (src / "x/y").write_bytes(b"")
+    _age(src / "x/y", 3600)  # older than the object: only its size can tell
+    empty = tmp_path / "empty"  # (an empty object has no first byte to GET: a HEAD does)
+    run(
+        "cp",
+        f"s3://{bucket}/n/x/y",
+        str(empty),
+        "--aes-key",
+        key,
+        "--allow-unencrypted",
+        check_code=0,
+    )
+    assert empty.read_bytes() == b""
+    fixed = run("sync", str(src), f"s3://{bucket}/n", "--aes-key", key, check_code=0)
+    assert fixed.stdout.decode().startswith("upload:")
+    assert len(s3.get_object(Bucket=bucket, Key="n/x/y")["Body"].read()) == 16

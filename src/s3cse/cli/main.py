@@ -58,8 +58,9 @@ Exit codes:
   2  usage error (bad option or argument)
   3  integrity failure: the object failed authentication (tampered,
      truncated, or its key commitment does not match)
-  With several files (--recursive), the worst: 3 if any failed
-  authentication, else 1 if any failed. 130 on Ctrl-C, 143 on SIGTERM."""
+  With several files (--recursive, sync), the worst: 3 if any failed
+  authentication, else 1 if any failed, else 2 if any were skipped
+  (each is named in a warning). 130 on Ctrl-C, 143 on SIGTERM."""
 
 
 # ---------------------------------------------------------------- errors and exit codes
@@ -803,8 +804,19 @@ def _transfer_run(
         yield run
 
 
-def _stopped_message(target: S3Url | str, verb: str) -> str:
-    """What an interrupt left behind, in the command's terms."""
+def _stopped_message(target: S3Url | str, verb: str, *, many: bool = False) -> str:
+    """What an interrupt left behind, in the command's terms (``many``: a recursive
+    copy or a sync, where what was done before stays)."""
+    if many:
+        under_way = (
+            "stored nothing (their multipart uploads were aborted)"
+            if isinstance(target, S3Url)
+            else "left no partial file"
+        )
+        return (
+            f"the {verb} was stopped: what it had done stays, the transfers under way "
+            f"{under_way}; run it again to finish"
+        )
     if isinstance(target, S3Url):
         return (
             f"the {verb} in progress was stopped and its multipart upload aborted; "
@@ -854,7 +866,9 @@ def _transfer_command(src: str, dst: str, kw: dict[str, Any], *, move: bool) -> 
                 _copy_one(run, source, target)
 
     verb = "move" if move else ("upload" if isinstance(target, S3Url) else "download")
-    _run(ctx.debug, action, _stopped_message(target, verb))
+    if recursive:
+        verb = "move" if move else "copy"
+    _run(ctx.debug, action, _stopped_message(target, verb, many=recursive))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -928,12 +942,11 @@ def sync(
         raise click.UsageError(f"{source} is not a folder")
     if isinstance(target, str) and os.path.exists(target) and not os.path.isdir(target):
         raise click.UsageError(f"{target} is not a folder")
-    if (
-        isinstance(source, S3Url)
-        and isinstance(target, S3Url)
-        and (source.bucket, source.key.rstrip("/")) == (target.bucket, target.key.rstrip("/"))
-    ):
-        raise click.UsageError(f"cannot sync {source} onto itself")
+    if isinstance(source, S3Url) and isinstance(target, S3Url) and _overlap(source, target):
+        raise click.UsageError(
+            f"cannot sync {source} to {target}: one is inside the other (the sync would "
+            "copy into, or delete from, its own source)"
+        )
     direction: sync_plan.Direction = (
         "copy"
         if isinstance(source, S3Url) and isinstance(target, S3Url)
@@ -947,8 +960,9 @@ def sync(
         with _transfer_run(
             ctx, kw, to, source, target, verb=None, dryrun=dryrun, workers=workers
         ) as run:
-            sources = _sync_side(run, source, order)
-            dests = _sync_side(run, target, order)
+            skipped: list[str] = []
+            sources = _sync_side(run, source, order, skipped)
+            dests = _sync_side(run, target, order, None)
             if delete and not sources and dests:
                 raise click.UsageError(
                     f"{source} holds nothing (is it mistyped?), so --delete would delete "
@@ -971,34 +985,63 @@ def sync(
                 size_only=size_only,
                 exact_timestamps=exact_timestamps,
             )
-            jobs: list[_Item | _Gone] = []
+            items: list[_Item] = []
             for send in sends:
                 entry, location = sources[send.source.name]
-                there = dests.get(entry.name)
-                if there is not None:
-                    dst_location: S3Url | str | None = there[1]
-                elif isinstance(target, S3Url):
-                    dst_location = S3Url(target.bucket, _join_key(target.key, entry.name))
-                else:
+                if isinstance(target, S3Url):
+                    dst_location: S3Url | str | None = S3Url(
+                        target.bucket, _join_key(target.key, entry.name)
+                    )
+                else:  # never through a link, never outside the folder
                     assert isinstance(location, S3Url)
-                    dst_location = _local_target(location, target, entry.name)
+                    dst_location = _local_target(location, target, entry.name, skipped)
                 if dst_location is not None:
-                    jobs.append(
+                    items.append(
                         _Item(location, dst_location, entry.size, entry.modified, entry.etag)
                     )
-            sent = [job for job in jobs if isinstance(job, _Item)]
-            run.progress.total(sum(item.size or 0 for item in sent), len(sent))
-            jobs += [_Gone(dests[entry.name][1], entry.etag) for entry in gone]
-            _each(
-                run.stop,
-                jobs,
-                functools.partial(_sync_job, run),
-                workers,
-                "changes",
-                lambda job: str(job.source if isinstance(job, _Item) else job.location),
-            )
+            if gone and skipped and isinstance(source, str):
+                # What could not be read is not gone: deleting its copies would lose
+                # them (a vanished mount, an unreadable folder), so nothing is deleted.
+                click.echo(
+                    printable(
+                        f"s3cse: warning: --delete deleted nothing: {len(skipped)} paths "
+                        f"under {source} could not be read (see above)"
+                    ),
+                    err=True,
+                )
+                gone = []
+            run.progress.total(sum(item.size or 0 for item in items), len(items))
+            # A file in the way of a folder a send needs (file x, object x/y) goes first;
+            # every other deletion after the sends.
+            sent_folders = {
+                "/".join(parts[:n]) + "/"
+                for send in sends
+                for parts in [send.source.name.split("/")]
+                for n in range(1, len(parts))
+            }
+            first = [e for e in gone if e.name + "/" in sent_folders]
+            last = [e for e in gone if e.name + "/" not in sent_folders]
+            phases: list[list[_Item | _Gone]] = [
+                [_Gone(dests[e.name][1], e.etag) for e in first],
+                list(items),
+                [_Gone(dests[e.name][1], e.etag) for e in last],
+            ]
+            failures, worst = 0, EXIT_FAILURE
+            for phase in phases:
+                failed, code = _each_counted(
+                    run.stop,
+                    phase,
+                    functools.partial(_sync_job, run),
+                    workers,
+                    lambda job: str(job.source if isinstance(job, _Item) else job.location),
+                )
+                failures, worst = failures + failed, max(worst, code)
+            if failures:
+                total = sum(map(len, phases))
+                raise CliError(f"{failures} of {total} changes failed", worst)
+            _report_skipped(skipped)
 
-    _run(ctx.debug, action, _stopped_message(target, "sync"))
+    _run(ctx.debug, action, _stopped_message(target, "sync", many=True))
 
 
 @dataclass(frozen=True)
@@ -1009,23 +1052,44 @@ class _Gone:
     etag: str | None = None  # the object as listed: a newer one is not deleted
 
 
+def _overlap(a: S3Url, b: S3Url) -> bool:
+    """Whether one prefix holds the other (the same one included)."""
+    if a.bucket != b.bucket:
+        return False
+    first, second = (url.key.rstrip("/") for url in (a, b))
+    first, second = (p + "/" if p else "" for p in (first, second))
+    return first.startswith(second) or second.startswith(first)
+
+
 def _sync_side(
-    run: _Transfer, location: S3Url | str, order: list[tuple[str, str]]
+    run: _Transfer,
+    location: S3Url | str,
+    order: list[tuple[str, str]],
+    skipped: list[str] | None,
 ) -> dict[str, tuple[sync_plan.Entry, S3Url | str]]:
-    """Name -> (what sync compares, where it is) of one side of a sync."""
+    """Name -> (what sync compares, where it is) of one side of a sync; ``skipped``
+    (None: this is the destination) gathers what a source walk could not read."""
     side: dict[str, tuple[sync_plan.Entry, S3Url | str]] = {}
     if isinstance(location, S3Url):
         for relative, listed in _listed_objects(run.ctx, location, order):
+            stored = int(listed["Size"])
             entry = sync_plan.Entry(
                 relative,
-                likely_plaintext_length(int(listed["Size"])),
+                # Under 16 bytes cannot be V2/V3 (the tag alone is 16): never "the same
+                # size" as anything, so a HEAD tells what it is.
+                likely_plaintext_length(stored) if stored >= 16 else -1,
                 listed["LastModified"].timestamp(),
                 exact=False,
                 etag=listed.get("ETag"),
             )
             side[relative] = (entry, S3Url(location.bucket, listed["Key"]))
     elif os.path.isdir(location):
-        for file in _local_files(location):
+        files = (
+            _local_files(location, skipped=skipped)
+            if skipped is not None
+            else _local_files(location, destination=True)
+        )
+        for file in files:
             if _matches(file.relative, order):
                 entry = sync_plan.Entry(file.relative, file.size, file.modified)
                 side[file.relative] = (entry, file.path)
@@ -1274,7 +1338,16 @@ def _delete_if_unchanged(run: _Transfer, source: S3Url, etag: str | None, why: s
             {"Bucket": source.bucket, "Key": source.key, **condition, **_access(run.read_args)},
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return  # gone already (S3 answers a conditional delete of nothing so)
+        if code not in ("PreconditionFailed", "412"):
+            raise
+        try:  # some stores answer 412 for an object that is gone
+            run.ctx.s3.head_object(Bucket=source.bucket, Key=source.key, **_access(run.read_args))
+        except ClientError as missing:
+            if missing.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return
             raise
         raise WriteConflictError(f"{why}, so it was kept").at(source.bucket, source.key) from None
 
@@ -1346,6 +1419,19 @@ def _each(
     stderr (with the item's ``name`` where the error does not say it) and the rest go
     on. Raises CliError with the count (exit 3 if any failed authentication); an
     interrupt stops what has not started."""
+    failures, worst = _each_counted(stop, items, work, workers, name)
+    if failures:
+        raise CliError(f"{failures} of {len(items)} {noun} failed", worst)
+
+
+def _each_counted(
+    stop: threading.Event,
+    items: list[_T],
+    work: Callable[[_T], None],
+    workers: int,
+    name: Callable[[_T], str] = str,
+) -> tuple[int, int]:
+    """As :func:`_each`, returning (failures, the worst exit code) instead of raising."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     failures, worst = 0, EXIT_FAILURE
@@ -1393,8 +1479,7 @@ def _each(
         raise
     finally:
         pool.shutdown(wait=True)
-    if failures:
-        raise CliError(f"{failures} of {len(items)} {noun} failed", worst)
+    return failures, worst
 
 
 def _listed_objects(
@@ -1417,13 +1502,17 @@ def _listed_objects(
         yield relative, item
 
 
-def _local_target(source: S3Url, folder: str, relative: str) -> str | None:
-    """Where an object lands under ``folder``; None (reported) when its name would write
-    outside it."""
+def _local_target(
+    source: S3Url, folder: str, relative: str, skipped: list[str] | None = None
+) -> str | None:
+    """Where an object lands under ``folder``; None (reported, added to ``skipped``)
+    when its name would write outside it (``..``, or through a symlink)."""
     local = local_destination(folder, relative)
     if local is None:
+        if skipped is not None:
+            skipped.append(str(source))
         click.echo(
-            printable(f"s3cse: skipping {source}: its name would write outside {folder}"),
+            printable(f"s3cse: warning: skipping {source}: its name would write outside {folder}"),
             err=True,
         )
     return local
@@ -1437,13 +1526,14 @@ def _copy_recursive(
     workers: int,
 ) -> None:
     items: list[_Item] = []
+    skipped: list[str] = []
     if isinstance(source, S3Url):
         for relative, listed in _listed_objects(run.ctx, source, order):
             key = S3Url(source.bucket, listed["Key"])
             if isinstance(target, S3Url):
                 dst: S3Url | str | None = S3Url(target.bucket, _join_key(target.key, relative))
             else:
-                dst = _local_target(key, target, relative)
+                dst = _local_target(key, target, relative, skipped)
             if dst is not None:
                 items.append(_listed_item(key, dst, listed))
     else:
@@ -1451,12 +1541,20 @@ def _copy_recursive(
             raise click.UsageError(f"{source} is not a folder")
         if not isinstance(target, S3Url):
             raise click.UsageError("one of SRC and DST must be an s3:// location")
-        for file in _local_files(source, follow=run.verb != "move"):
+        for file in _local_files(source, follow=run.verb != "move", skipped=skipped):
             if _matches(file.relative, order):
                 dst = S3Url(target.bucket, _join_key(target.key, file.relative))
                 items.append(_Item(file.path, dst, file.size))
     run.progress.total(sum(item.size or 0 for item in items), len(items))
     _each(run.stop, items, functools.partial(_copy_item, run), workers, "files", _item_name)
+    _report_skipped(skipped)
+
+
+def _report_skipped(skipped: list[str]) -> None:
+    """Exit 2, as aws does, when files were skipped (each was reported as it was) and
+    everything else succeeded."""
+    if skipped:
+        raise CliError(f"{len(skipped)} skipped (see the warnings above)", EXIT_USAGE)
 
 
 def _item_name(item: _Item) -> str:
@@ -1481,14 +1579,30 @@ class _LocalFile:
     modified: float
 
 
-def _local_files(folder: str, *, follow: bool = True) -> Iterator[_LocalFile]:
+def _local_files(
+    folder: str,
+    *,
+    follow: bool = True,
+    skipped: list[str] | None = None,
+    destination: bool = False,
+) -> Iterator[_LocalFile]:
     """The regular files under ``folder``, following symlinks (as ``aws s3 cp`` does) but
     never into the same folder twice. What cannot be sent (a dangling link, a FIFO or
-    device, a file gone or unreadable) is reported on stderr and skipped; the walk goes
-    on."""
+    device, a file gone or unreadable, a name S3 keeps for instruction files) is
+    reported on stderr, added to ``skipped`` and left; the walk goes on.
+
+    ``destination``: the files a sync may replace or delete: no link is followed or
+    listed (whatever a link points at is never written or deleted through it), and
+    nothing is reported. s3cse's own partial downloads (``.s3cse-*.part``) are never
+    listed."""
     walked: dict[str, tuple[int, int]] = {}  # folder path -> its (device, inode)
+    follow = follow and not destination
 
     def skip(path: str, why: str) -> None:
+        if destination:
+            return
+        if skipped is not None:
+            skipped.append(path)
         click.echo(printable(f"s3cse: warning: skipping {path}: {why}"), err=True)
 
     def walk_error(error: OSError) -> None:
@@ -1514,8 +1628,19 @@ def _local_files(folder: str, *, follow: bool = True) -> Iterator[_LocalFile]:
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
+            if name.startswith(".s3cse-") and name.endswith(".part"):
+                continue  # a download under way (or killed): never sent, never deleted
+            if name.endswith(INSTRUCTION_FILE_SUFFIX):
+                base = name[: -len(INSTRUCTION_FILE_SUFFIX)]
+                skip(
+                    path,
+                    f"S3 keeps names ending in {INSTRUCTION_FILE_SUFFIX} for instruction "
+                    f"files: uploaded, it would replace the data key of {base}; rename it",
+                )
+                continue
             if not follow and os.path.islink(path):  # mv deletes: never what a link points at
-                skip(path, "a symlink (mv moves files, not what links point to)")
+                if not destination:
+                    skip(path, "a symlink (mv moves files, not what links point to)")
                 continue
             try:
                 info = os.stat(path)
@@ -1932,7 +2057,10 @@ def rotate(url: str, workers: int, verify: bool, dryrun: bool, **kw: Any) -> Non
                 printable(f"s3cse: error: s3://{location.bucket}/{key}: {message}"), err=True
             )
         if not ctx.quiet:
-            click.echo(("(dryrun) " if dryrun else "") + str(summary))
+            line = str(summary)
+            if dryrun:
+                line = "(dryrun) " + line.replace(" re-encrypted,", " would be re-encrypted,", 1)
+            click.echo(line)
         if summary.failed or summary.conflicts:
             raise CliError(
                 f"{len(summary.failed)} objects could not be rotated, "
