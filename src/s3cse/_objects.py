@@ -63,6 +63,9 @@ class PreparedUpload:
     encryptor: ObjectEncryptor
     request: dict[str, Any]
     instruction: dict[str, str] | None
+    #: IfMatch / IfNoneMatch: on the request that makes the object (PutObject or
+    #: CompleteMultipartUpload), never on CreateMultipartUpload.
+    condition: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load_instruction_file(
@@ -148,6 +151,9 @@ class ObjectStore:
         context = request.pop("EncryptionContext", None)
         use_file = bool(request.pop("InstructionFilePut", self.instruction_file_put))
         request.pop("ContentLength", None)
+        condition: dict[str, Any] = {
+            k: request.pop(k) for k in ("IfMatch", "IfNoneMatch") if k in request
+        }
         with located(bucket, key):
             _s3args.refuse_plaintext_checksums(request)
             user_metadata = self.check_user_metadata(request.get("Metadata"))
@@ -168,7 +174,7 @@ class ObjectStore:
             "unknown" if length is None else length,
             "an instruction file" if encryptor.instruction_file is not None else "the object",
         )
-        return PreparedUpload(encryptor, request, encryptor.instruction_file)
+        return PreparedUpload(encryptor, request, encryptor.instruction_file, condition)
 
     @staticmethod
     def _fit_metadata(

@@ -248,6 +248,7 @@ def put_object(store: ObjectStore, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         source, length = plaintext_source(raw_body)
     prepared = store.begin_upload(bucket, key, args, length)  # type: ignore[arg-type]
     encryptor, request = prepared.encryptor, prepared.request
+    request.update(prepared.condition)
     s3 = store.s3
     with located(bucket, key):  # the source changed or ended while being read
         if length is not None and length <= _CHUNK:
@@ -312,6 +313,7 @@ class MultipartUpload:
         self.upload_id = upload_id
         self.instruction = prepared.instruction
         self.request = prepared.request
+        self.condition = prepared.condition
         self._multipart = prepared.encryptor.multipart()
         self._lock = threading.Lock()
         #: CompleteMultipartUpload's response, once S3 assembled the object.
@@ -381,6 +383,7 @@ class MultipartUpload:
                     "UploadId": self.upload_id,
                     "MultipartUpload": {"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
                     **_s3args.forward("complete_multipart_upload", self.request),
+                    **self.condition,
                 }
             # Not cut off by an async cancel: S3 may assemble the object either way, and
             # only a finished request says which (then an abort would find no upload).

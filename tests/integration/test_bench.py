@@ -200,3 +200,31 @@ def test_a_tiny_lag_measurement_runs_end_to_end(bench_run, servers, tmp_path, mo
     assert "| plain aiobotocore, same moves |" in (tmp_path / "aio_lag.md").read_text()
     assert len(targets) == 2 and all(ok is not None for _n, _m, _v, ok in targets)
     json.dumps(results)
+
+
+@pytest.mark.seaweedfs_only("the benchmark measures on SeaweedFS, the embedded default")
+def test_a_tiny_cli_comparison_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_run, "CLI_FILES", 5)
+    results = bench_run.run_cli(bench_run.Bench(servers, tmp_path, repeat=1))
+    assert {(r["impl"], r["keyring"], r["op"]) for r in results} == {
+        (impl, keyring, op) for impl, keyring in bench_run.CLI_CONFIGS for op in bench_run.CLI_OPS
+    }
+    for r in results:
+        assert "error" not in r, r
+        assert len(r["seconds"]) == 1 and r["objects_s"] > 0
+    targets = bench_run.write_markdown(results, [], tmp_path / "cli.md")
+    assert "| cp --recursive, download |" in (tmp_path / "cli.md").read_text()
+    assert len(targets) == 4 and all(ok is not None for _n, _m, _v, ok in targets)
+    json.dumps(results)
+
+
+@pytest.mark.parametrize("ratio, met", [(0.99, False), (1.01, True)])
+def test_the_cli_targets_are_1x_aws_with_aes_and_0_6x_with_kms(bench_run, ratio, met):
+    label = bench_run.cli_label()
+    results = []
+    for op in bench_run.CLI_OPS:
+        results.append({**_row(label, "aws", op, 100.0), "seconds": [1.0]})
+        results.append({**_row(label, "s3cse", op, 100.0 * ratio, "aes"), "seconds": [1.0]})
+        results.append({**_row(label, "s3cse", op, 60.0 * ratio, "kms"), "seconds": [1.0]})
+    targets = {name: ok for name, _m, _v, ok in bench_run.check_targets(results, [])}
+    assert len(targets) == 4 and set(targets.values()) == {met}

@@ -15,6 +15,12 @@ import s3cse
 from tests.integration.test_cli import S3CSE, run
 from tests.stores import open_uploads
 
+# The command line's own logic, driven as a user drives it; what the stores differ in is
+# covered by the client, transfer and fsspec tests, which run on both.
+pytestmark = pytest.mark.seaweedfs_only(
+    "CLI behaviour; store differences are covered by the client tests"
+)
+
 MiB = 1024 * 1024
 
 

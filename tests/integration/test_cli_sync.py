@@ -12,6 +12,12 @@ import s3cse
 from tests.integration.test_cli import run
 from tests.unit.legacy_objects import v1_aes_object
 
+# The command line's own logic, driven as a user drives it; what the stores differ in is
+# covered by the client, transfer and fsspec tests, which run on both.
+pytestmark = pytest.mark.seaweedfs_only(
+    "CLI behaviour; store differences are covered by the client tests"
+)
+
 
 @pytest.fixture
 def key(tmp_path, servers):

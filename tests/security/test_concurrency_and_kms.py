@@ -15,7 +15,7 @@ import s3cse
 from s3cse.local import ACCESS_KEY, REGION, SECRET_KEY
 
 SOAK = os.environ.get("S3CSE_SOAK") == "1"
-SMALL_OBJECTS = 20_000 if SOAK else 2_000
+SMALL_OBJECTS = 20_000 if SOAK else 1_000
 LARGE_OBJECTS = 24 if SOAK else 4
 
 
