@@ -95,8 +95,8 @@ class ReencryptSummary:
         return text
 
 
-def _is_instruction_file(
-    store: ObjectStore, bucket: str, key: str, metadata: Mapping[str, str], access: dict[str, Any]
+def is_instruction_file(
+    s3: Any, bucket: str, key: str, metadata: Mapping[str, str], access: Mapping[str, Any]
 ) -> bool:
     """Whether ``key`` is the instruction file of an object beside it. Neither the name
     nor the marker alone is trusted (a bucket writer could hide objects from a rotation
@@ -105,7 +105,7 @@ def _is_instruction_file(
     if not key.endswith(md.INSTRUCTION_FILE_SUFFIX) or md.has_crypto_metadata(metadata):
         return False
     try:
-        store.s3.head_object(Bucket=bucket, Key=key[: -len(md.INSTRUCTION_FILE_SUFFIX)], **access)
+        s3.head_object(Bucket=bucket, Key=key[: -len(md.INSTRUCTION_FILE_SUFFIX)], **access)
     except ClientError as exc:
         if _s3args.is_not_found(exc):
             return False
@@ -113,7 +113,7 @@ def _is_instruction_file(
     return True
 
 
-def _authenticate(
+def authenticate(
     store: ObjectStore,
     bucket: str,
     key: str,
@@ -199,7 +199,7 @@ def reencrypt(
     sibling_args = {
         k: v for k, v in _s3args.forward("ranged_get", extra).items() if k != "VersionId"
     }
-    if _is_instruction_file(store, bucket, key, metadata, sibling_args):
+    if is_instruction_file(store.s3, bucket, key, metadata, sibling_args):
         return "instruction-file"
     with located(bucket, key):
         instruction = None
@@ -209,7 +209,7 @@ def reencrypt(
             )
         content = md.parse_metadata(metadata, instruction[0] if instruction else None)
         if verify:
-            _authenticate(store, bucket, key, content, etag, encryption_context, extra)
+            authenticate(store, bucket, key, content, etag, encryption_context, extra)
         new_file = instruction_file_suffix not in (None, md.INSTRUCTION_FILE_SUFFIX)
         if not new_file and can_unwrap(
             new_keyring, content, store.config, encryption_context=new_encryption_context
@@ -254,7 +254,7 @@ def reencrypt(
     return "rotated"
 
 
-def _rewrite_arguments(head: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def rewrite_arguments(head: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """What a rewrite of the object in place must say again to keep every attribute S3
     does not carry over by itself. Not kept: the ACL (S3 never copies it; set it again
     with PutObjectAcl) and a custom SSE-KMS encryption context, which HEAD does not
@@ -291,7 +291,7 @@ def _rewrite_metadata(
 ) -> None:
     """Replace the object's metadata in place, the ciphertext copied byte for byte, on
     the condition that it is still the object HEAD saw."""
-    args = _rewrite_arguments(head, extra)
+    args = rewrite_arguments(head, extra)
     source_sse_c = {
         f"CopySource{name}": extra[name] for name in _s3args.SSE_C_ARGS if name in extra
     }

@@ -2070,6 +2070,254 @@ def rotate(url: str, workers: int, verify: bool, dryrun: bool, **kw: Any) -> Non
     _run(ctx.debug, action)
 
 
+# ---- batch
+
+
+def _batch_command(operation: str) -> Callable[..., Any]:
+    """``s3cse batch OPERATION``: one of the batch layer's jobs over a prefix or a
+    manifest (see s3cse.batch)."""
+    helps = {
+        "census": "Count what is there, by format, wrap, key and metadata location "
+        "(HEAD only; needs no key).",
+        "rewrap": "Re-wrap each data key under the new key (--to-*); the content is not "
+        "moved, so the cost does not depend on the object's size.",
+        "upgrade": "Re-encrypt V1/V2 objects as V3 (under the --to-* key if given), "
+        "streamed, the old content authenticated before the object is replaced.",
+        "encrypt": "Encrypt objects that are not encrypted, in place, under the --to-* "
+        "key (or the first key given).",
+        "verify": "Authenticate every object's content end to end; report what fails.",
+    }
+
+    def command(target: str | None, **kw: Any) -> None:
+        _batch(operation, target, kw)
+
+    command.__doc__ = helps[operation] + (
+        "\n\n    TARGET is s3://bucket[/prefix]; or give --manifest (an S3 Inventory "
+        "manifest.json, or a Batch Operations CSV of bucket,key[,version_id]). "
+        "Objects are rewritten only on the condition that they are unchanged "
+        "(IfMatch); a lost race is reported as a conflict."
+    )
+    options = [
+        click.argument("target", required=False),
+        click.option(
+            "--manifest",
+            help="S3 Inventory manifest.json or Batch Operations CSV (local path or s3://).",
+        ),
+        click.option("--include", multiple=True, help="Include keys matching this pattern."),
+        click.option("--exclude", multiple=True, help="Exclude keys matching this pattern."),
+        click.option(
+            "--job-dir",
+            help="Folder or s3://bucket/prefix for checkpoints and the "
+            "report: a rerun skips what is done and retries what failed.",
+        ),
+        click.option(
+            "--report",
+            type=click.Path(dir_okay=False),
+            help="Also write the report CSV (Batch Operations form) here.",
+        ),
+        click.option("--dryrun", is_flag=True, help="Plan and count; write nothing."),
+        click.option(
+            "--workers",
+            default=8,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Objects at once.",
+        ),
+        click.option(
+            "--max-kms-rps",
+            type=click.FloatRange(min=0.1),
+            help="At most this many KMS requests a second (botocore also backs off on throttling).",
+        ),
+        click.option(
+            "--kms-key-id", "kms_key_ids", multiple=True, help="KMS key that reads (repeatable)."
+        ),
+        click.option(
+            "--aes-key",
+            "aes_keys",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="AES key file that reads (repeatable).",
+        ),
+        click.option(
+            "--rsa-private-key",
+            "rsa_private_keys",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="RSA private key that reads (repeatable).",
+        ),
+        click.option("--to-kms-key-id", help="The new KMS key."),
+        click.option("--to-aes-key", type=click.Path(dir_okay=False), help="The new AES key file."),
+        click.option(
+            "--to-rsa-public-key",
+            type=click.Path(dir_okay=False),
+            help="The new RSA public key file.",
+        ),
+        click.option("--matdesc", help="Material description of the AES/RSA keys, as JSON."),
+        click.option("--to-matdesc", help="Material description for the new key, as JSON."),
+        click.option(
+            "--context", "context", help="KMS encryption context of the objects, as JSON."
+        ),
+        click.option("--to-context", help="New KMS encryption context, as JSON."),
+        click.option(
+            "--instruction-file",
+            is_flag=True,
+            help="upgrade/encrypt: store the wrapped key in an instruction file.",
+        ),
+        click.option(
+            "--verify", is_flag=True, help="rewrap: authenticate each object's content first."
+        ),
+        click.option(
+            "--legacy-wrapping",
+            is_flag=True,
+            help="Read legacy key wraps (V1, AESWrap, kms, RSA-OAEP-SHA256).",
+        ),
+        click.option(
+            "--legacy-unauthenticated",
+            is_flag=True,
+            help="Read unauthenticated legacy content (V1 AES-CBC): upgrade can "
+            "then not authenticate it before replacing it.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    command = _aws_options(command)
+    return batch_group.command(operation, epilog=EXIT_CODES_HELP)(command)
+
+
+@main.group("batch", epilog=EXIT_CODES_HELP)
+def batch_group() -> None:
+    """Jobs over many objects: census, rewrap, upgrade, encrypt, verify; resumable with
+    --job-dir."""
+
+
+def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
+    from .. import batch
+
+    ctx = _context(kw)
+    kw.pop("include")
+    kw.pop("exclude")
+    order = _filter_order()
+    location = parse_location(target) if target else None
+    manifest = kw.pop("manifest")
+    if (location is None) == (manifest is None):
+        raise click.UsageError("give TARGET (s3://bucket[/prefix]) or --manifest, one of them")
+    if location is not None and not isinstance(location, S3Url):
+        raise click.UsageError("TARGET is s3://bucket[/prefix]")
+
+    def refs(kms: Any, aes: Any, rsa_private: Any, rsa_public: Any, matdesc: Any) -> Any:
+        return batch.KeyRefs(
+            kms_key_ids=tuple(kms),
+            aes_key_files=tuple(aes),
+            rsa_private_key_files=tuple(rsa_private),
+            rsa_public_key_files=tuple(rsa_public),
+            material_description=keyfiles.parse_json_map(matdesc, "--matdesc") or None,
+        )
+
+    to = kw.pop("to_kms_key_id"), kw.pop("to_aes_key"), kw.pop("to_rsa_public_key")
+    to_matdesc = kw.pop("to_matdesc")
+    keys = refs(
+        kw.pop("kms_key_ids"), kw.pop("aes_keys"), kw.pop("rsa_private_keys"), (), kw.pop("matdesc")
+    )
+    to_keys = refs(
+        [to[0]] if to[0] else [],
+        [to[1]] if to[1] else [],
+        (),
+        [to[2]] if to[2] else [],
+        to_matdesc or (dict(keys.material_description) if keys.material_description else None),
+    )
+    dryrun, workers = kw.pop("dryrun"), kw.pop("workers")
+    job_dir, report = kw.pop("job_dir"), kw.pop("report")
+    try:
+        spec = batch.JobSpec(
+            operation,  # type: ignore[arg-type]
+            keys=keys,
+            to_keys=to_keys,
+            encryption_context=keyfiles.parse_json_map(kw.pop("context"), "--context") or None,
+            new_encryption_context=keyfiles.parse_json_map(kw.pop("to_context"), "--to-context")
+            or None,
+            legacy_wrapping=kw.pop("legacy_wrapping"),
+            legacy_unauthenticated=kw.pop("legacy_unauthenticated"),
+            instruction_file=kw.pop("instruction_file"),
+            verify=kw.pop("verify"),
+            dryrun=dryrun,
+            max_kms_rps=kw.pop("max_kms_rps"),
+        )
+    except ConfigurationError as exc:
+        message = (
+            str(exc)
+            .replace("(to_keys)", "(--to-kms-key-id, --to-aes-key or --to-rsa-public-key)")
+            .replace("(keys)", "(--kms-key-id, --aes-key or --rsa-private-key)")
+        )
+        raise click.UsageError(message) from None
+
+    def action() -> None:
+        with _key_warnings(ctx.quiet):
+            kms = ctx.kms if (spec.keys.kms_key_ids or spec.to_keys.kms_key_ids) else None
+            worker = spec.worker(ctx.s3, kms)
+        if location is not None:
+            prefix = location.key
+            tasks: Any = batch.from_prefix(ctx.s3, location.bucket, prefix, order)
+        else:
+            tasks = batch.from_manifest(ctx.s3, manifest, order)
+        shown = 0
+        with Progress(enabled=ctx.progress and not ctx.quiet) as progress:
+            count = progress.counter(f"{operation} {target or manifest}")
+
+            def seen(record: Any) -> None:
+                nonlocal shown
+                count(1)
+                if not record.done and shown < 20:
+                    shown += 1
+                    click.echo(
+                        printable(
+                            f"s3cse: {record.status}: s3://{record.bucket}/{record.key}: "
+                            + in_cli_terms(record.message)
+                        ),
+                        err=True,
+                    )
+
+            summary = batch.run(
+                worker,
+                tasks,
+                s3=ctx.s3,
+                job_dir=job_dir,
+                workers=workers,
+                progress=seen,
+                report=report,
+            )
+        if summary.failed > shown:
+            click.echo(
+                f"s3cse: ... {summary.failed - shown} more; the report lists them all", err=True
+            )
+        if not ctx.quiet:
+            if operation == "census":
+                for group, found in sorted(summary.census.items()):
+                    click.echo(
+                        printable(
+                            f"{found['objects']:>10} objects {found['bytes']:>16,} bytes  {group}"
+                        )
+                    )
+            click.echo(str(summary))
+        if summary.failed:
+            integrity = summary.error_codes.get("IntegrityError", 0)
+            raise CliError(
+                f"{summary.failed} of {summary.total} objects did not succeed"
+                + (f" (see {job_dir}/report.csv)" if job_dir else ""),
+                EXIT_INTEGRITY if integrity else EXIT_FAILURE,
+            )
+
+    _run(
+        ctx.debug,
+        action,
+        "the job was stopped; what it finished is in its checkpoint "
+        "(--job-dir): run it again to go on",
+    )
+
+
+for _operation in ("census", "rewrap", "upgrade", "encrypt", "verify"):
+    _batch_command(_operation)
+
+
 # ---- local servers
 
 

@@ -1,0 +1,274 @@
+"""Jobs over many objects: census, rewrap, upgrade, encrypt and verify, from a prefix or
+a manifest, resumable, on a thread pool here, on Dask, or as an S3 Batch Operations
+Lambda function.
+
+    from s3cse import batch
+    spec = batch.JobSpec("rewrap", keys=batch.KeyRefs(kms_key_ids=("alias/old",)),
+                         to_keys=batch.KeyRefs(kms_key_ids=("alias/new",)))
+    summary = batch.run(spec, batch.from_prefix(s3, "bucket", "data/"), job_dir="job/")
+
+A :class:`JobSpec` names keys by reference (KMS key ids, key-file paths), never by
+their bytes, so it can be written to the job directory and sent to other processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .. import _keyfiles
+from ..errors import ConfigurationError
+from ._job import REPORT_COLUMNS, JobDir, Summary, report_csv, run_tasks
+from ._operations import OPERATIONS, WRITES, Operation, Record, Worker, describe_for_census
+from ._tasks import ManifestError, Task, from_batch_csv, from_inventory, from_prefix, selected
+
+__all__ = [
+    "OPERATIONS",
+    "REPORT_COLUMNS",
+    "WRITES",
+    "JobDir",
+    "JobSpec",
+    "KeyRefs",
+    "KmsRateLimit",
+    "ManifestError",
+    "Record",
+    "Summary",
+    "Task",
+    "Worker",
+    "describe_for_census",
+    "from_batch_csv",
+    "from_inventory",
+    "from_manifest",
+    "from_prefix",
+    "report_csv",
+    "run",
+    "selected",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRefs:
+    """Keys by reference: KMS key ids or aliases, and paths of key files (AES: 32 raw
+    bytes or base64; RSA: PEM). The first given encrypts, as on the command line."""
+
+    kms_key_ids: tuple[str, ...] = ()
+    aes_key_files: tuple[str, ...] = ()
+    rsa_private_key_files: tuple[str, ...] = ()
+    rsa_public_key_files: tuple[str, ...] = ()
+    material_description: Mapping[str, str] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.kms_key_ids
+            or self.aes_key_files
+            or self.rsa_private_key_files
+            or self.rsa_public_key_files
+        )
+
+    def keyring(self, kms: Any) -> Any:
+        """The keyring these keys make (None when there are none); ``kms``: the KMS
+        client, needed only for KMS keys."""
+        if not self:
+            return None
+        options = _keyfiles.KeyOptions(
+            kms_key_ids=self.kms_key_ids,
+            aes_keys=self.aes_key_files,
+            rsa_private_keys=self.rsa_private_key_files,
+            rsa_public_keys=self.rsa_public_key_files,
+            matdesc=dict(self.material_description) if self.material_description else None,
+            kms_client=kms if self.kms_key_ids else None,
+        )
+        return _keyfiles.build_keyrings(options)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """What a job does, in plain data: the operation, the keys that read (``keys``)
+    and the key that writes (``to_keys``; rewrap needs it, upgrade and encrypt may have
+    it), encryption contexts, legacy switches and limits."""
+
+    operation: Operation
+    keys: KeyRefs = KeyRefs()
+    to_keys: KeyRefs = KeyRefs()
+    encryption_context: Mapping[str, str] | None = None
+    new_encryption_context: Mapping[str, str] | None = None
+    legacy_wrapping: bool = False
+    legacy_unauthenticated: bool = False
+    instruction_file: bool = False
+    verify: bool = False
+    dryrun: bool = False
+    max_kms_rps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.operation not in OPERATIONS:
+            raise ConfigurationError(
+                f"operation {self.operation!r} is not one of {', '.join(OPERATIONS)}"
+            )
+        if self.operation == "rewrap" and not self.to_keys:
+            raise ConfigurationError("rewrap needs the new key (to_keys)")
+        if self.operation in ("rewrap", "upgrade", "verify") and not self.keys:
+            raise ConfigurationError(f"{self.operation} needs the keys that read (keys)")
+        if self.operation == "encrypt" and not (self.keys or self.to_keys):
+            raise ConfigurationError("encrypt needs the key to encrypt under (to_keys)")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job as job.json records it (keys by reference; dryrun and limits are not
+        part of which job it is)."""
+        return {
+            "operation": self.operation,
+            "keys": self.keys.as_dict(),
+            "to_keys": self.to_keys.as_dict(),
+            "encryption_context": dict(self.encryption_context or {}),
+            "new_encryption_context": dict(self.new_encryption_context or {}),
+            "legacy_wrapping": self.legacy_wrapping,
+            "legacy_unauthenticated": self.legacy_unauthenticated,
+            "instruction_file": self.instruction_file,
+            "verify": self.verify,
+        }
+
+    def worker(self, s3: Any, kms: Any = None) -> Worker:
+        """A Worker over the clients given (``kms``: None builds one from botocore's
+        environment when a KMS key is named), with max_kms_rps applied to it."""
+        if kms is None and (self.keys.kms_key_ids or self.to_keys.kms_key_ids):
+            import boto3
+            from botocore.config import Config
+
+            # Adaptive retries: botocore backs off and rate-limits on ThrottlingException.
+            kms = boto3.client(
+                "kms", config=Config(retries={"mode": "adaptive", "max_attempts": 10})
+            )
+        if kms is not None and self.max_kms_rps:
+            KmsRateLimit(self.max_kms_rps).attach(kms)
+        return Worker(
+            self.operation,
+            s3,
+            keyring=self.keys.keyring(kms),
+            new_keyring=self.to_keys.keyring(kms),
+            encryption_context=self.encryption_context,
+            new_encryption_context=self.new_encryption_context,
+            legacy_wrapping=self.legacy_wrapping,
+            legacy_unauthenticated=self.legacy_unauthenticated,
+            instruction_file=self.instruction_file,
+            verify=self.verify,
+            dryrun=self.dryrun,
+        )
+
+
+class KmsRateLimit:
+    """At most ``rate`` KMS requests a second from one client (a token bucket, checked
+    before each request is sent); attach it to every KMS client of a job."""
+
+    def __init__(self, rate: float):
+        if rate <= 0:
+            raise ConfigurationError("max_kms_rps must be a positive number of requests a second")
+        self.rate = float(rate)
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def attach(self, kms: Any) -> None:
+        kms.meta.events.register("before-send.kms", self._wait)
+
+    def _wait(self, **_: Any) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + 1.0 / self.rate
+        if start > now:
+            time.sleep(start - now)
+
+
+def from_manifest(
+    s3: Any, location: str, filters: Sequence[tuple[str, str]] = ()
+) -> Iterable[Task]:
+    """Tasks of a manifest at ``location`` (a local path or s3://bucket/key): an S3
+    Inventory ``manifest.json`` (its data files are read from the inventory's
+    destination bucket, or beside a local manifest) or a Batch Operations CSV."""
+
+    def read(where: str) -> bytes:
+        if where.startswith("s3://"):
+            bucket, _, key = where[5:].partition("/")
+            return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        with open(where, "rb") as f:
+            return f.read()
+
+    data = read(location)
+    if location.endswith(".json") or data.lstrip()[:1] == b"{":
+        spec = _json_or_error(data, location)
+        destination = str(spec.get("destinationBucket", "")).rpartition(":")[2]
+
+        def read_data_file(key: str) -> bytes:
+            if location.startswith("s3://") or not destination:
+                return read(f"s3://{destination}/{key}")
+            import os
+
+            local = os.path.join(os.path.dirname(location), os.path.basename(key))
+            if os.path.exists(local):
+                return read(local)
+            return read(f"s3://{destination}/{key}")
+
+        return from_inventory(data, read_data_file, location, filters)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{location}: not a CSV manifest in UTF-8 ({exc})") from None
+    return from_batch_csv(text.splitlines(), location, filters)
+
+
+def _json_or_error(data: bytes, location: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise ManifestError(f"{location}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ManifestError(f"{location}: not an S3 Inventory manifest.json")
+    return value
+
+
+def run(
+    spec: JobSpec | Worker,
+    tasks: Iterable[Task],
+    *,
+    s3: Any = None,
+    kms: Any = None,
+    job_dir: str | JobDir | None = None,
+    workers: int = 8,
+    progress: Callable[[Record], Any] | None = None,
+    stop: threading.Event | None = None,
+    report: str | None = None,
+) -> Summary:
+    """Run a job on a bounded thread pool in this process. ``spec``: a JobSpec (its
+    clients built from ``s3``/``kms`` or botocore's environment) or a ready Worker.
+    ``job_dir`` (a folder or s3://bucket/prefix) makes it resumable: a rerun skips
+    what is done and retries what failed, and the report and summary are written
+    there; ``report`` writes the report CSV to a local path as well."""
+    if isinstance(spec, JobSpec):
+        if s3 is None:
+            import boto3
+
+            s3 = boto3.client("s3")
+        worker = spec.worker(s3, kms)
+        recorded = spec.as_dict()
+    else:
+        worker, recorded = spec, {"operation": spec.operation}
+        s3 = s3 or spec.s3
+    directory = JobDir(job_dir, s3) if isinstance(job_dir, str) else job_dir
+    if directory is not None and not worker.dryrun:
+        directory.claim(recorded)
+    summary, records = run_tasks(
+        worker, tasks, job_dir=directory, workers=workers, progress=progress, stop=stop
+    )
+    if directory is not None and not worker.dryrun:
+        directory.write_report(records, summary)
+    if report:
+        with open(report, "w", encoding="utf-8") as f:
+            f.write(report_csv(records))
+    return summary

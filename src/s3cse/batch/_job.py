@@ -1,0 +1,308 @@
+"""A job's directory (checkpoints, report, summary) and the default engine: a bounded
+thread pool in this process."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import csv
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigurationError
+from ._operations import Record, Worker
+from ._tasks import Task
+
+__all__ = ["JobDir", "Summary", "run_tasks"]
+
+#: Columns of the report: those of an S3 Batch Operations completion report.
+REPORT_COLUMNS = (
+    "Bucket",
+    "Key",
+    "VersionId",
+    "TaskStatus",
+    "ErrorCode",
+    "HTTPStatusCode",
+    "ResultMessage",
+)
+_FLUSH_RECORDS, _FLUSH_SECONDS = 500, 5.0
+
+
+@dataclass
+class Summary:
+    """Counts, bytes and rate of a run (this run's tasks and those a checkpoint had
+    already finished), and census's grouping of what it found."""
+
+    operation: str
+    counts: Counter[str] = field(default_factory=Counter)
+    bytes: int = 0
+    seconds: float = 0.0
+    already_done: int = 0
+    census: dict[str, dict[str, int]] = field(default_factory=dict)
+    dryrun: bool = False
+    error_codes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: Record) -> None:
+        self.counts[record.status] += 1
+        if record.error_code:
+            self.error_codes[record.error_code] += 1
+        self.bytes += record.bytes
+        if record.census is not None:
+            group = ", ".join(
+                str(record.census.get(k, "-")) for k in ("format", "wrap", "key", "location")
+            )
+            entry = self.census.setdefault(group, {"objects": 0, "bytes": 0})
+            entry["objects"] += 1
+            entry["bytes"] += record.bytes
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        return self.counts["failed"] + self.counts["conflict"] + self.counts["throttled"]
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = self.total / self.seconds if self.seconds else None
+        return {
+            "operation": self.operation,
+            "dryrun": self.dryrun,
+            "objects": self.total,
+            "counts": dict(self.counts),
+            "error_codes": dict(self.error_codes),
+            "already_done_before_this_run": self.already_done,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "objects_per_second": round(rate, 1) if rate else None,
+            "census": self.census,
+        }
+
+    def __str__(self) -> str:
+        parts = [f"{self.counts[s]} {s}" for s in ("succeeded", "skipped") if self.counts[s]]
+        parts += [f"{self.counts[s]} {s}" for s in ("conflict", "throttled", "failed")]
+        head = f"{'(dryrun) ' if self.dryrun else ''}{self.operation}: {self.total} objects"
+        tail = f" ({self.already_done} done by an earlier run)" if self.already_done else ""
+        rate = f", {self.total / self.seconds:.0f} objects/s" if self.seconds else ""
+        return f"{head}{tail}: {', '.join(parts)}; {self.bytes:,} bytes{rate}"
+
+
+class JobDir:
+    """Where a job keeps its state: a local folder, or ``s3://bucket/prefix`` (then
+    ``s3`` is the plain S3 client). ``job.json`` says which job it is (a rerun must be
+    the same one), ``checkpoint`` holds one JSON line per finished task, appended as
+    the job goes, and ``report.csv`` and ``summary.json`` are written at the end."""
+
+    def __init__(self, location: str, s3: Any = None):
+        self.location = location
+        self._s3 = s3
+        self._lock = threading.Lock()
+        if location.startswith("s3://"):
+            if s3 is None:
+                raise ConfigurationError("a job directory on S3 needs the S3 client")
+            self._bucket, _, prefix = location[5:].partition("/")
+            self._prefix = prefix.rstrip("/") + "/" if prefix else ""
+        else:
+            os.makedirs(location, exist_ok=True)
+
+    # -- storage
+    def _write(self, name: str, data: bytes) -> None:
+        if self._s3 is not None and self.location.startswith("s3://"):
+            self._s3.put_object(Bucket=self._bucket, Key=self._prefix + name, Body=data)
+            return
+        path = os.path.join(self.location, name)
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+
+    def _read(self, name: str) -> bytes | None:
+        if self.location.startswith("s3://"):
+            try:
+                response = self._s3.get_object(Bucket=self._bucket, Key=self._prefix + name)
+            except self._s3.exceptions.NoSuchKey:
+                return None
+            return bytes(response["Body"].read())
+        try:
+            with open(os.path.join(self.location, name), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    # -- the job it is
+    def claim(self, spec: Mapping[str, Any]) -> None:
+        """Record ``spec`` (operation, target, keys by reference), or check that a
+        rerun is the same job: one directory, one job."""
+        found = self._read("job.json")
+        if found is None:
+            self._write("job.json", json.dumps(spec, sort_keys=True, indent=1).encode())
+            return
+        recorded = json.loads(found)
+        if recorded != json.loads(json.dumps(spec)):
+            differs = sorted(k for k in set(recorded) | set(spec) if recorded.get(k) != spec.get(k))
+            raise ConfigurationError(
+                f"{self.location} holds another job (it differs in {', '.join(differs)}): "
+                "give each job a directory of its own"
+            )
+
+    # -- checkpoints
+    def finished(self) -> dict[str, Record]:
+        """The last record of every task a run has recorded, by task id."""
+        records: dict[str, Record] = {}
+        for chunk in self._chunks():
+            for line in chunk.decode().splitlines():
+                if line.strip():
+                    try:
+                        record = Record.from_json(line)
+                    except (ValueError, TypeError):
+                        continue  # a line cut off by a crash: that task runs again
+                    records[record.task.id] = record
+        return records
+
+    def _chunks(self) -> Iterator[bytes]:
+        if self.location.startswith("s3://"):
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(
+                Bucket=self._bucket, Prefix=self._prefix + "checkpoint/"
+            ):
+                for item in page.get("Contents", []):
+                    response = self._s3.get_object(Bucket=self._bucket, Key=item["Key"])
+                    yield bytes(response["Body"].read())
+            return
+        data = self._read("checkpoint.jsonl")
+        if data:
+            yield data
+
+    def append(self, records: list[Record]) -> None:
+        """Record finished tasks durably (a crash afterwards does not redo them)."""
+        if not records:
+            return
+        data = "".join(r.to_json() + "\n" for r in records).encode()
+        with self._lock:
+            if self.location.startswith("s3://"):
+                name = f"checkpoint/{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
+                self._write(name, data)
+                return
+            with open(os.path.join(self.location, "checkpoint.jsonl"), "ab") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def write_report(self, records: Iterable[Record], summary: Summary) -> None:
+        self._write("report.csv", report_csv(records).encode())
+        self._write("summary.json", json.dumps(summary.as_dict(), indent=1).encode())
+
+
+def report_csv(records: Iterable[Record]) -> str:
+    """The records in S3 Batch Operations' completion-report form (no header row, as
+    S3 writes it; the columns are REPORT_COLUMNS)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for r in records:
+        writer.writerow(
+            [
+                r.bucket,
+                r.key,
+                r.version_id or "",
+                "succeeded" if r.done else "failed",
+                r.error_code if not r.done else "",
+                "200" if r.done else ("412" if r.status == "conflict" else ""),
+                f"{r.status}: {r.message}",
+            ]
+        )
+    return out.getvalue()
+
+
+def run_tasks(
+    worker: Worker,
+    tasks: Iterable[Task],
+    *,
+    job_dir: JobDir | None = None,
+    workers: int = 8,
+    progress: Callable[[Record], Any] | None = None,
+    stop: threading.Event | None = None,
+    record_all: bool = True,
+) -> tuple[Summary, list[Record]]:
+    """Run ``worker`` over ``tasks`` on ``workers`` threads, at most a few times
+    ``workers`` tasks in flight (a listing of any length never piles up in memory).
+    With ``job_dir``: tasks a checkpoint has finished are skipped, and every record is
+    checkpointed as the job goes. ``stop`` (an Event) stops what has not started.
+    Returns the summary and, with ``record_all``, every record (for the report)."""
+    started = time.monotonic()
+    summary = Summary(worker.operation, dryrun=worker.dryrun)
+    finished = job_dir.finished() if job_dir is not None and not worker.dryrun else {}
+    records: list[Record] = []
+    pending_checkpoint: list[Record] = []
+    last_flush = time.monotonic()
+    lock = threading.Lock()
+
+    def flush(force: bool = False) -> None:
+        nonlocal last_flush
+        if job_dir is None or worker.dryrun:
+            return
+        with lock:
+            due = force or len(pending_checkpoint) >= _FLUSH_RECORDS
+            if not due and time.monotonic() - last_flush < _FLUSH_SECONDS:
+                return
+            batch = pending_checkpoint[:]
+            pending_checkpoint.clear()
+            last_flush = time.monotonic()
+        job_dir.append(batch)
+
+    def take(record: Record) -> None:
+        with lock:
+            summary.add(record)
+            if record_all:
+                records.append(record)
+            pending_checkpoint.append(record)
+        if progress is not None:
+            progress(record)
+
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3cse-batch")
+    window: set[concurrent.futures.Future[Record]] = set()
+
+    def collect(done: Iterable[concurrent.futures.Future[Record]]) -> None:
+        for future in done:
+            take(future.result())
+        flush()
+
+    try:
+        for task in tasks:
+            if stop is not None and stop.is_set():
+                break
+            earlier = finished.get(task.id)
+            if earlier is not None and earlier.done:
+                summary.already_done += 1
+                with lock:
+                    summary.add(earlier)
+                    if record_all:
+                        records.append(earlier)
+                continue
+            if len(window) >= workers * 4:
+                done, window = concurrent.futures.wait(
+                    window, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                collect(done)
+            window.add(pool.submit(contextvars.copy_context().run, worker.run, task))
+        done, window = concurrent.futures.wait(window)
+        collect(done)
+    finally:
+        for future in window:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in window:  # finished while shutting down: keep what they did
+            if future.done() and not future.cancelled() and future.exception() is None:
+                take(future.result())
+        flush(force=True)
+    summary.seconds = time.monotonic() - started
+    return summary, records

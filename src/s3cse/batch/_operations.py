@@ -1,0 +1,379 @@
+"""The five batch operations on one object: census, rewrap, upgrade, encrypt, verify.
+Each returns a :class:`Record` whatever happens to the object; none raises for it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .. import _rewrap
+from .._objects import delete_instruction_file, read_content_metadata
+from ..client import EncryptionClient
+from ..core import metadata as md
+from ..core.envelope import MaterialsSource, can_unwrap
+from ..errors import IntegrityError, NotEncryptedError, S3CSEError, WriteConflictError
+from ._tasks import Task
+
+__all__ = ["OPERATIONS", "Operation", "Record", "Worker"]
+
+log = logging.getLogger(__name__)
+
+Operation = Literal["census", "rewrap", "upgrade", "encrypt", "verify"]
+OPERATIONS: tuple[Operation, ...] = ("census", "rewrap", "upgrade", "encrypt", "verify")
+#: What each operation writes (census and verify write nothing).
+WRITES = {"rewrap", "upgrade", "encrypt"}
+
+Status = Literal["succeeded", "skipped", "conflict", "throttled", "failed"]
+_THROTTLED = {
+    "ThrottlingException",
+    "Throttling",
+    "SlowDown",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+}
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """What one task came to. ``status``: succeeded (``message`` says what was done),
+    skipped (nothing to do: already done, not the current version, ...), conflict
+    (another writer changed the object; nothing was overwritten), throttled (S3 or KMS
+    said slow down), failed. ``census``: what census found (format, wrap, key, where)."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    status: Status
+    message: str
+    error_code: str = ""
+    bytes: int = 0
+    census: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Finished for good: a rerun of the job skips it (others are retried)."""
+        return self.status in ("succeeded", "skipped")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> Record:
+        return cls(**json.loads(line))
+
+    @property
+    def task(self) -> Task:
+        return Task(self.bucket, self.key, self.version_id)
+
+
+@dataclasses.dataclass
+class Worker:
+    """Everything one process needs to run tasks: the S3 client, the keys that read
+    (``keyring``) and the key that writes (``new_keyring``; None: the reading keys' first
+    one), and the job's options. Thread-safe: one Worker serves a whole pool."""
+
+    operation: Operation
+    s3: Any
+    keyring: MaterialsSource | None = None
+    new_keyring: MaterialsSource | None = None
+    encryption_context: Mapping[str, str] | None = None
+    new_encryption_context: Mapping[str, str] | None = None
+    legacy_wrapping: bool = False
+    legacy_unauthenticated: bool = False
+    instruction_file: bool = False
+    verify: bool = False
+    dryrun: bool = False
+    _reader: EncryptionClient | None = dataclasses.field(default=None, repr=False)
+    _writer: EncryptionClient | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.operation not in OPERATIONS:
+            raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}")
+        needs_key = self.operation != "census"
+        if needs_key and self.keyring is None and self.new_keyring is None:
+            raise ValueError(f"{self.operation} needs a key")
+        if self.operation == "rewrap" and self.new_keyring is None:
+            raise ValueError("rewrap needs the new key")
+        if self.operation in ("rewrap", "upgrade", "verify") and self.keyring is None:
+            raise ValueError(f"{self.operation} needs the keys that read the objects")
+        if self.keyring is not None:
+            # Reads: V1/V2 objects (what upgrade exists for), legacy ones only behind
+            # their switches; plaintext streams into the new encryption before its tag
+            # is checked, and nothing is replaced until it is (see upgrade).
+            self._reader = EncryptionClient(
+                self.s3,
+                keyring=self.keyring,  # type: ignore[arg-type]
+                commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT",
+                enable_legacy_wrapping=self.legacy_wrapping,
+                enable_legacy_unauthenticated_modes=self.legacy_unauthenticated,
+                enable_delayed_authentication=True,
+            )
+        writing = self.new_keyring or self.keyring
+        if writing is not None and self.operation in ("upgrade", "encrypt"):
+            self._writer = EncryptionClient(
+                self.s3,
+                keyring=writing,  # type: ignore[arg-type]
+                instruction_file_put=self.instruction_file,
+            )
+
+    # ------------------------------------------------------------ one task
+
+    def run(self, task: Task) -> Record:
+        """The operation on ``task``'s object; every failure is a Record, never raised."""
+        try:
+            record: Record = getattr(self, f"_{self.operation}")(task)
+            return record
+        except S3CSEError as exc:
+            return self._failure(task, exc)
+        except ClientError as exc:
+            return self._failure(task, exc)
+        except (BotoCoreError, OSError, ValueError) as exc:  # one object, not the job
+            return _record(task, "failed", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+
+    def _failure(self, task: Task, exc: Exception) -> Record:
+        if isinstance(exc, WriteConflictError):
+            return _record(task, "conflict", exc.message, "Conflict")
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _CONFLICT or status in ("409", "412"):
+                return _record(
+                    task,
+                    "conflict",
+                    "another writer changed the object; nothing was overwritten",
+                    "Conflict",
+                )
+            if code in _THROTTLED or status in ("429", "503"):
+                return _record(task, "throttled", str(exc), code or "Throttling")
+            return _record(task, "failed", str(exc), code or status)
+        assert isinstance(exc, S3CSEError)
+        # Every failed authentication (tag, truncation, commitment) under one code.
+        code = "IntegrityError" if isinstance(exc, IntegrityError) else type(exc).__name__
+        return _record(task, "failed", exc.message, code)
+
+    def _current(self, task: Task) -> tuple[dict[str, Any], Record | None]:
+        """HEAD of the current version; a Record instead when the task names another."""
+        head = dict(self.s3.head_object(Bucket=task.bucket, Key=task.key))
+        if task.version_id and head.get("VersionId") not in (None, task.version_id):
+            return head, _record(
+                task,
+                "skipped",
+                "not the current version: older versions keep their old key and format",
+            )
+        return head, None
+
+    def _content(self, task: Task, head: Mapping[str, Any]) -> md.ContentMetadata:
+        return read_content_metadata(self.s3, task.bucket, task.key, head.get("Metadata", {}))
+
+    def _is_instruction_file(self, task: Task, head: Mapping[str, Any]) -> bool:
+        metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+        return _rewrap.is_instruction_file(self.s3, task.bucket, task.key, metadata, {})
+
+    # ------------------------------------------------------------ the operations
+
+    def _census(self, task: Task) -> Record:
+        head, other = self._current(task)
+        if other is not None:
+            return other
+        size = int(head.get("ContentLength") or 0)
+        found: dict[str, Any]
+        if self._is_instruction_file(task, head):
+            found = {"format": "instruction file", "location": "-", "wrap": "-", "key": "-"}
+        else:
+            try:
+                content = self._content(task, head)
+            except NotEncryptedError:
+                found = {"format": "not encrypted", "location": "-", "wrap": "-", "key": "-"}
+            except S3CSEError as exc:
+                return dataclasses.replace(
+                    self._failure(task, exc), census={"format": "unparseable"}, bytes=size
+                )
+            else:
+                found = describe_for_census(content)
+        found["bytes"] = size
+        label = ", ".join(str(found[k]) for k in ("format", "wrap", "key", "location"))
+        return _record(task, "succeeded", label, bytes=size, census=found)
+
+    def _rewrap(self, task: Task) -> Record:
+        head, other = self._current(task)
+        if other is not None:
+            return other
+        assert self.new_keyring is not None
+        try:
+            status = _rewrap.reencrypt(
+                self._reader._store,  # type: ignore[union-attr]
+                task.bucket,
+                task.key,
+                self.new_keyring,
+                encryption_context=self.encryption_context,
+                new_encryption_context=self.new_encryption_context,
+                verify=self.verify,
+                dryrun=self.dryrun,
+            )
+        except NotEncryptedError:
+            return _record(task, "skipped", "not encrypted (encrypt it with batch encrypt)")
+        size = int(head.get("ContentLength") or 0)
+        if status == "instruction-file":
+            return _record(task, "skipped", "the instruction file of an object beside it")
+        if status == "skipped":
+            return _record(task, "skipped", "already under the new key")
+        return _record(task, "succeeded", _done("re-wrapped", self.dryrun), bytes=size)
+
+    def _verify(self, task: Task) -> Record:
+        head, other = self._current(task)
+        if other is not None:
+            return other
+        if self._is_instruction_file(task, head):
+            return _record(task, "skipped", "the instruction file of an object beside it")
+        size = int(head.get("ContentLength") or 0)
+        try:
+            content = self._content(task, head)
+        except NotEncryptedError:
+            return _record(task, "failed", "not encrypted", "NotEncrypted", bytes=size)
+        assert self._reader is not None
+        _rewrap.authenticate(
+            self._reader._store,
+            task.bucket,
+            task.key,
+            content,
+            str(head.get("ETag") or ""),
+            self.encryption_context,
+            {},
+        )
+        return _record(task, "succeeded", "authenticated", bytes=size)
+
+    def _upgrade(self, task: Task) -> Record:
+        head, other = self._current(task)
+        if other is not None:
+            return other
+        if self._is_instruction_file(task, head):
+            return _record(task, "skipped", "the instruction file of an object beside it")
+        try:
+            content = self._content(task, head)
+        except NotEncryptedError:
+            return _record(task, "skipped", "not encrypted (encrypt it with batch encrypt)")
+        assert self._reader is not None and self._writer is not None
+        target = self.new_keyring or self.keyring
+        assert target is not None
+        if content.version == md.FormatVersion.V3 and can_unwrap(
+            target,
+            content,
+            self._reader._store.config,
+            encryption_context=self.new_encryption_context or self.encryption_context,
+        ):
+            return _record(task, "skipped", "already V3 under the target key")
+        size = int(head.get("ContentLength") or 0)
+        if self.dryrun:
+            return _record(task, "succeeded", _done(f"upgraded from V{int(content.version)}", True))
+        response = self._reader.get_object(
+            Bucket=task.bucket,
+            Key=task.key,
+            IfMatch=head["ETag"],
+            **({"EncryptionContext": self.encryption_context} if self.encryption_context else {}),
+        )
+        context = self.new_encryption_context or self.encryption_context
+        self._replace(task, head, response, context)
+        if content.from_instruction_file and not self.instruction_file:
+            # The new object carries its key in its metadata: the old file is stale.
+            with contextlib.suppress(ClientError):
+                delete_instruction_file(self.s3, task.bucket, task.key, {})
+        return _record(
+            task, "succeeded", f"upgraded from V{int(content.version)} to V3", bytes=size
+        )
+
+    def _encrypt(self, task: Task) -> Record:
+        head, other = self._current(task)
+        if other is not None:
+            return other
+        if self._is_instruction_file(task, head):
+            return _record(task, "skipped", "the instruction file of an object beside it")
+        size = int(head.get("ContentLength") or 0)
+        try:
+            self._content(task, head)
+        except NotEncryptedError:
+            pass
+        else:
+            return _record(task, "skipped", "already encrypted")
+        if self.dryrun:
+            return _record(task, "succeeded", _done("encrypted", True))
+        assert self._writer is not None
+        response = self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"])
+        context = self.new_encryption_context or self.encryption_context
+        self._replace(task, head, response, context)
+        return _record(task, "succeeded", "encrypted in place", bytes=size)
+
+    def _replace(
+        self,
+        task: Task,
+        head: Mapping[str, Any],
+        response: Mapping[str, Any],
+        context: Mapping[str, str] | None,
+    ) -> None:
+        """Write the content of ``response`` (a readable body) over the object, encrypted,
+        on the condition that the object is still the one HEAD saw, keeping its
+        attributes, user metadata and tags."""
+        assert self._writer is not None
+        user = {
+            k: v
+            for k, v in (head.get("Metadata") or {}).items()
+            if k.lower() not in md.crypto_metadata_keys()
+        }
+        extra: dict[str, Any] = {
+            **_rewrap.rewrite_arguments(head, {}),
+            "Metadata": user,
+            "IfMatch": head["ETag"],
+        }
+        extra.pop("ChecksumAlgorithm", None)  # a new checksum of the new ciphertext is S3's
+        if context:
+            extra["EncryptionContext"] = dict(context)
+        if int(response.get("TagCount") or 0):
+            tags = self.s3.get_object_tagging(Bucket=task.bucket, Key=task.key)["TagSet"]
+            extra["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
+        with contextlib.closing(response["Body"]) as body:
+            self._writer.upload_fileobj(body, task.bucket, task.key, ExtraArgs=extra)
+
+
+def describe_for_census(content: md.ContentMetadata) -> dict[str, Any]:
+    """Census's grouping of one object: format (V1 CBC, V1 GCM, V2, V3), wrap, the key
+    (KMS key id or material description) and where the metadata is."""
+    version = int(content.version)
+    label = f"V{version}"
+    if version == 1:
+        label += f" {content.suite.cipher}"
+    if content.kms_encryption_context is not None:
+        key = content.kms_key_id or "(KMS key id inside the wrapped key)"
+    else:
+        key = json.dumps(dict(content.material_description), sort_keys=True)
+    return {
+        "format": label,
+        "wrap": content.wrap_algorithm.value,
+        "key": key,
+        "location": "instruction file" if content.from_instruction_file else "metadata",
+    }
+
+
+def _done(what: str, dryrun: bool) -> str:
+    return f"(dryrun) would be {what}" if dryrun else what
+
+
+def _record(
+    task: Task,
+    status: Status,
+    message: str,
+    error_code: str = "",
+    *,
+    bytes: int = 0,
+    census: dict[str, Any] | None = None,
+) -> Record:
+    return Record(
+        task.bucket, task.key, task.version_id, status, message, error_code, bytes, census
+    )

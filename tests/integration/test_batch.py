@@ -1,0 +1,364 @@
+"""The batch layer against the local servers: census, rewrap, upgrade, encrypt and
+verify over a prefix or a manifest, resumable, conditional, and the CLI over it."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import threading
+
+import pytest
+
+import s3cse
+from s3cse import batch
+from s3cse.core.suites import AlgorithmSuite
+from tests.integration.test_cli import run
+from tests.unit.legacy_objects import v1_aes_object
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """(old key file, new key file) and their AES keyrings."""
+    files = []
+    for name in ("old.key", "new.key"):
+        path = tmp_path / name
+        path.write_bytes(os.urandom(32))
+        path.chmod(0o600)
+        files.append(str(path))
+    return files
+
+
+def _keyring(path):
+    with open(path, "rb") as f:
+        return s3cse.AesKeyring(f.read())
+
+
+def _refs(path):
+    return batch.KeyRefs(aes_key_files=(path,))
+
+
+def _v2_writer(s3, path, **kw):
+    return s3cse.EncryptionClient(
+        s3,
+        keyring=_keyring(path),
+        commitment_policy="FORBID_ENCRYPT_ALLOW_DECRYPT",
+        encryption_algorithm=AlgorithmSuite.AES_256_GCM_IV12_TAG16_NO_KDF,
+        **kw,
+    )
+
+
+def _records(summary_or_dir):
+    with open(os.path.join(summary_or_dir, "report.csv")) as f:
+        return {row[1]: row for row in csv.reader(f)}
+
+
+class Calls:
+    """The S3 operations a client made (botocore's own events)."""
+
+    def __init__(self, client):
+        self.made = []
+        client.meta.events.register("before-call.s3", self._record)
+
+    def _record(self, model, **_):
+        self.made.append(model.name)
+
+
+def test_census_groups_what_is_there_needs_no_key_and_survives_planted_objects(s3, bucket, keys):
+    old, _ = keys
+    s3cse.EncryptionClient(s3, keyring=_keyring(old)).put_object(
+        Bucket=bucket, Key="c/v3", Body=b"3" * 100
+    )
+    _v2_writer(s3, old).put_object(Bucket=bucket, Key="c/v2", Body=b"2" * 50)
+    _v2_writer(s3, old, instruction_file_put=True).put_object(Bucket=bucket, Key="c/v2i", Body=b"i")
+    with open(old, "rb") as f:
+        body, metadata = v1_aes_object(f.read(), b"w" * 40)
+    s3.put_object(Bucket=bucket, Key="c/v1", Body=body, Metadata=metadata)
+    s3.put_object(Bucket=bucket, Key="c/plain", Body=b"p" * 7)
+    s3.put_object(  # planted: crypto metadata that cannot be parsed
+        Bucket=bucket, Key="c/planted", Body=b"x", Metadata={"x-amz-cek-alg": "nonsense"}
+    )
+    summary = batch.run(batch.JobSpec("census"), batch.from_prefix(s3, bucket, "c/"), s3=s3)
+    groups = {
+        group.split(",")[0] + ", " + group.rsplit(", ", 1)[1]: v
+        for group, v in summary.census.items()
+    }
+    assert groups["V3, metadata"]["objects"] == 1
+    assert groups["V2, metadata"] == {"objects": 1, "bytes": 66}
+    assert groups["V2, instruction file"]["objects"] == 1
+    assert groups["V1 CBC, metadata"]["objects"] == 1
+    assert groups["not encrypted, -"] == {"objects": 1, "bytes": 7}
+    assert summary.counts["failed"] == 1 and summary.total == 6  # the planted one, listed
+
+
+def test_upgrade_streams_to_v3_keeps_every_attribute_and_a_rerun_changes_nothing(
+    s3, bucket, keys, tmp_path
+):
+    old, new = keys
+    _v2_writer(s3, old).put_object(
+        Bucket=bucket,
+        Key="u/small",
+        Body=b"s" * 1000,
+        ContentType="text/csv",
+        Metadata={"owner": "team-a"},
+        Tagging="class=red",
+    )
+    big = os.urandom(9 * MiB + 17)  # multipart: streamed, never held whole
+    _v2_writer(s3, old, instruction_file_put=True).upload_fileobj(io.BytesIO(big), bucket, "u/big")
+    with open(old, "rb") as f:
+        body, metadata = v1_aes_object(f.read(), b"legacy " * 10)
+    s3.put_object(Bucket=bucket, Key="u/v1", Body=body, Metadata=metadata)
+    job = str(tmp_path / "job")
+    spec = batch.JobSpec(
+        "upgrade",
+        keys=_refs(old),
+        to_keys=_refs(new),
+        legacy_wrapping=True,
+        legacy_unauthenticated=True,
+    )
+    summary = batch.run(spec, batch.from_prefix(s3, bucket, "u/"), s3=s3, job_dir=job)
+    assert summary.counts == {"succeeded": 3}, _records(job)
+    reader = s3cse.EncryptionClient(s3, keyring=_keyring(new))
+    got = reader.get_object(Bucket=bucket, Key="u/small")
+    assert got["Body"].read() == b"s" * 1000
+    user = {k.lower(): v for k, v in got["Metadata"].items()}  # rclone capitalises names
+    assert got["ContentType"] == "text/csv" and user["owner"] == "team-a"
+    from botocore.exceptions import ClientError
+
+    try:
+        tags = s3.get_object_tagging(Bucket=bucket, Key="u/small")["TagSet"]
+    except ClientError:  # rclone's serve s3 has no object tagging
+        tags = [{"Key": "class", "Value": "red"}]
+    assert tags == [{"Key": "class", "Value": "red"}]
+    out = io.BytesIO()
+    reader.download_fileobj(bucket, "u/big", out)
+    assert out.getvalue() == big
+    assert reader.get_object(Bucket=bucket, Key="u/v1")["Body"].read() == b"legacy " * 10
+    assert "u/big.instruction" not in [
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
+    ]
+    for key in ("u/small", "u/big", "u/v1"):
+        metadata = s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+        assert int(s3cse.parse_metadata(metadata).version) == 3
+    # The same job again: everything is done; nothing is written.
+    calls = Calls(s3)
+    again = batch.run(spec, batch.from_prefix(s3, bucket, "u/"), s3=s3, job_dir=job)
+    assert again.already_done == 3 and set(calls.made) <= {"ListObjectsV2"}
+    report = _records(job)
+    assert report["u/big"][3] == "succeeded" and "upgraded from V2 to V3" in report["u/big"][6]
+    # Another job in the same directory is refused.
+    with pytest.raises(s3cse.S3CSEError, match="holds another job"):
+        batch.run(batch.JobSpec("verify", keys=_refs(new)), [], s3=s3, job_dir=job)
+
+
+def test_upgrade_never_replaces_an_object_that_fails_authentication_or_changed(s3, bucket, keys):
+    old, _ = keys
+    writer = _v2_writer(s3, old)
+    writer.upload_fileobj(io.BytesIO(os.urandom(9 * MiB)), bucket, "t/big")
+    writer.put_object(Bucket=bucket, Key="t/small", Body=b"genuine")
+    for key in ("t/big", "t/small"):  # flip one ciphertext byte, keep the metadata
+        head = s3.head_object(Bucket=bucket, Key=key)
+        data = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        data[3] ^= 1
+        s3.put_object(Bucket=bucket, Key=key, Body=bytes(data), Metadata=head["Metadata"])
+    before = {k: s3.head_object(Bucket=bucket, Key=k)["ETag"] for k in ("t/big", "t/small")}
+    worker = batch.JobSpec("upgrade", keys=_refs(old)).worker(s3)
+    records = [worker.run(batch.Task(bucket, k)) for k in ("t/big", "t/small")]
+    assert [(r.status, r.error_code) for r in records] == [("failed", "IntegrityError")] * 2
+    assert {k: s3.head_object(Bucket=bucket, Key=k)["ETag"] for k in before} == before
+    try:
+        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    except Exception:  # rclone answers NoSuchUpload when there are none
+        uploads = []
+    assert uploads == []  # the streamed upgrade was aborted
+
+
+@pytest.mark.seaweedfs_only("rclone's serve s3 ignores If-Match on PUT (S3 honours it)")
+def test_upgrade_never_overwrites_another_writers_object(s3, bucket, keys):
+    old, _ = keys
+    writer = _v2_writer(s3, old)
+    worker = batch.JobSpec("upgrade", keys=_refs(old)).worker(s3)
+    # Another writer between the read and the write: a conflict, their object stays.
+    writer.put_object(Bucket=bucket, Key="t/raced", Body=b"ours")
+    real_get = s3.get_object
+    fired = threading.Event()
+
+    def get_then_race(**kwargs):
+        response = real_get(**kwargs)
+        if kwargs.get("Key") == "t/raced" and not fired.is_set():
+            fired.set()
+            s3.put_object(Bucket=bucket, Key="t/raced", Body=b"theirs")
+        return response
+
+    s3.get_object = get_then_race
+    try:
+        record = worker.run(batch.Task(bucket, "t/raced"))
+    finally:
+        del s3.get_object
+    assert record.status == "conflict", record
+    assert real_get(Bucket=bucket, Key="t/raced")["Body"].read() == b"theirs"
+
+
+def test_encrypt_in_place_rewrap_without_moving_content_and_verify(s3, bucket, keys, tmp_path):
+    old, new = keys
+    s3.put_object(Bucket=bucket, Key="e/a.txt", Body=b"plain a", ContentType="text/plain")
+    s3.put_object(Bucket=bucket, Key="e/b.bin", Body=os.urandom(3000), Metadata={"k": "v"})
+    done = batch.run(
+        batch.JobSpec("encrypt", to_keys=_refs(old)), batch.from_prefix(s3, bucket, "e/"), s3=s3
+    )
+    assert done.counts == {"succeeded": 2}
+    assert s3.get_object(Bucket=bucket, Key="e/a.txt")["Body"].read() != b"plain a"
+    reader = s3cse.EncryptionClient(s3, keyring=_keyring(old))
+    got = reader.get_object(Bucket=bucket, Key="e/a.txt")
+    assert got["Body"].read() == b"plain a" and got["ContentType"] == "text/plain"
+    again = batch.run(
+        batch.JobSpec("encrypt", to_keys=_refs(old)), batch.from_prefix(s3, bucket, "e/"), s3=s3
+    )
+    assert again.counts == {"skipped": 2}
+    # rewrap: a HEAD and a metadata rewrite (CopyObject), no GET of the content.
+    calls = Calls(s3)
+    spec = batch.JobSpec("rewrap", keys=_refs(old), to_keys=_refs(new))
+    rewrapped = batch.run(spec, batch.from_prefix(s3, bucket, "e/"), s3=s3, workers=1)
+    assert rewrapped.counts == {"succeeded": 2}
+    assert "GetObject" not in calls.made and calls.made.count("CopyObject") == 2
+    verified = batch.run(
+        batch.JobSpec("verify", keys=_refs(new)), batch.from_prefix(s3, bucket, "e/"), s3=s3
+    )
+    assert verified.counts == {"succeeded": 2}
+
+
+def test_a_stopped_job_resumes_where_it_stopped_from_a_job_dir_on_s3(s3, bucket, keys):
+    old, new = keys
+    writer = s3cse.EncryptionClient(s3, keyring=_keyring(old))
+    for i in range(30):
+        writer.put_object(Bucket=bucket, Key=f"r/{i:02d}", Body=str(i).encode())
+    spec = batch.JobSpec("rewrap", keys=_refs(old), to_keys=_refs(new))
+    stop = threading.Event()
+    seen = []
+
+    def progress(record):
+        seen.append(record)
+        if len(seen) == 10:
+            stop.set()  # as Ctrl-C does: what has not started does not start
+
+    job = f"s3://{bucket}/jobs/one"
+    first = batch.run(
+        spec,
+        batch.from_prefix(s3, bucket, "r/"),
+        s3=s3,
+        job_dir=job,
+        workers=2,
+        stop=stop,
+        progress=progress,
+    )
+    assert 10 <= first.total < 30
+    second = batch.run(spec, batch.from_prefix(s3, bucket, "r/"), s3=s3, job_dir=job, workers=4)
+    assert second.total == 30 and second.already_done == first.total
+    assert second.counts == {"succeeded": 30}
+    reader = s3cse.EncryptionClient(s3, keyring=_keyring(new))
+    assert all(
+        reader.get_object(Bucket=bucket, Key=f"r/{i:02d}")["Body"].read() == str(i).encode()
+        for i in range(30)
+    )
+    summary = json.loads(s3.get_object(Bucket=bucket, Key="jobs/one/summary.json")["Body"].read())
+    assert summary["counts"] == {"succeeded": 30}
+
+
+def test_manifests_batch_operations_csv_and_s3_inventory_csv_gz_and_parquet(
+    s3, bucket, keys, tmp_path
+):
+    old, _ = keys
+    writer = s3cse.EncryptionClient(s3, keyring=_keyring(old))
+    names = ["m/a b.txt", "m/ü+plus", "m/skip.log"]
+    for name in names:
+        writer.put_object(Bucket=bucket, Key=name, Body=b"x")
+    import urllib.parse
+
+    quoted = [urllib.parse.quote_plus(n, safe="/") for n in names]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("".join(f"{bucket},{q}\n" for q in quoted))
+    tasks = list(batch.from_manifest(s3, str(manifest), [("exclude", "*.log")]))
+    assert [t.key for t in tasks] == names[:2]
+    # An inventory as S3 writes it: manifest.json, gzipped CSV data files, keys quoted.
+    rows = "".join(f'"{bucket}","{q}","","true","false"\n' for q in quoted)
+    s3.put_object(Bucket=bucket, Key="inv/data/1.csv.gz", Body=gzip.compress(rows.encode()))
+    spec = {
+        "sourceBucket": bucket,
+        "destinationBucket": f"arn:aws:s3:::{bucket}",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker",
+        "files": [{"key": "inv/data/1.csv.gz", "size": 1, "MD5checksum": "-"}],
+    }
+    s3.put_object(Bucket=bucket, Key="inv/manifest.json", Body=json.dumps(spec).encode())
+    found = batch.from_manifest(s3, f"s3://{bucket}/inv/manifest.json")
+    assert [t.key for t in found] == names
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "bucket": [bucket] * 3,
+            "key": names,  # Parquet inventories do not quote keys
+            "version_id": [None] * 3,
+            "is_latest": [True, True, False],
+            "is_delete_marker": [False, False, False],
+        }
+    )
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    s3.put_object(Bucket=bucket, Key="inv/data/1.parquet", Body=out.getvalue())
+    spec.update(fileFormat="Parquet", files=[{"key": "inv/data/1.parquet"}])
+    (tmp_path / "inv.json").write_text(json.dumps(spec))
+    census = batch.run(
+        batch.JobSpec("census"), batch.from_manifest(s3, str(tmp_path / "inv.json")), s3=s3
+    )
+    assert census.total == 2  # the version that is not the latest is left out
+    with pytest.raises(batch.ManifestError, match="ORC"):
+        spec.update(fileFormat="ORC")
+        list(batch.from_inventory(json.dumps(spec).encode(), lambda k: b"", "inv.json"))
+
+
+def test_the_batch_command_as_a_user_drives_it(s3, bucket, keys, tmp_path):
+    old, new = keys
+    _v2_writer(s3, old).put_object(Bucket=bucket, Key="cli/a", Body=b"a" * 10)
+    s3cse.EncryptionClient(s3, keyring=_keyring(old)).put_object(
+        Bucket=bucket, Key="cli/b", Body=b"b"
+    )
+    census = run("batch", "census", f"s3://{bucket}/cli/", check_code=0)
+    assert b"V2, AES/GCM" in census.stdout and b"census: 2 objects" in census.stdout
+    dry = run("batch", "upgrade", f"s3://{bucket}/cli/", "--aes-key", old, "--dryrun", check_code=0)
+    assert b"(dryrun) upgrade: 2 objects: 1 succeeded, 1 skipped" in dry.stdout
+    job = str(tmp_path / "job")
+    done = run(
+        "batch",
+        "upgrade",
+        f"s3://{bucket}/cli/",
+        "--aes-key",
+        old,
+        "--to-aes-key",
+        new,
+        "--job-dir",
+        job,
+        check_code=0,
+    )
+    assert b"2 succeeded" in done.stdout
+    assert os.path.exists(os.path.join(job, "report.csv"))
+    # Tampered content: verify reports it and exits 3.
+    head = s3.head_object(Bucket=bucket, Key="cli/b")
+    data = bytearray(s3.get_object(Bucket=bucket, Key="cli/b")["Body"].read())
+    data[0] ^= 1
+    s3.put_object(Bucket=bucket, Key="cli/b", Body=bytes(data), Metadata=head["Metadata"])
+    report = tmp_path / "verify.csv"
+    verify = run(
+        "batch", "verify", f"s3://{bucket}/cli/", "--aes-key", new, "--report", str(report)
+    )
+    assert verify.returncode == 3, verify.stderr
+    assert b"cli/b" in verify.stderr
+    rows = {row[1]: row for row in csv.reader(report.open())}
+    assert rows["cli/b"][3:5] == ["failed", "IntegrityError"] and rows["cli/a"][3] == "succeeded"
+    usage = run("batch", "rewrap", f"s3://{bucket}/cli/", "--aes-key", old)
+    assert usage.returncode == 2 and b"--to-kms-key-id" in usage.stderr
