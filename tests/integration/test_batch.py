@@ -362,3 +362,114 @@ def test_the_batch_command_as_a_user_drives_it(s3, bucket, keys, tmp_path):
     assert rows["cli/b"][3:5] == ["failed", "IntegrityError"] and rows["cli/a"][3] == "succeeded"
     usage = run("batch", "rewrap", f"s3://{bucket}/cli/", "--aes-key", old)
     assert usage.returncode == 2 and b"--to-kms-key-id" in usage.stderr
+
+
+def test_the_lambda_handler_answers_both_invocation_schemas(
+    s3, bucket, keys, kms_key_arn, monkeypatch
+):
+    old, _ = keys
+    kms_writer = s3cse.EncryptionClient(
+        s3, keyring=s3cse.KmsKeyring(kms_key_arn, kms_client=__import__("boto3").client("kms"))
+    )
+    kms_writer.put_object(Bucket=bucket, Key="l/a b.txt", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="l/plain", Body=b"p")
+    s3.put_object(Bucket=bucket, Key="l/planted", Body=b"x", Metadata={"x-amz-cek-alg": "junk"})
+    tasks = [
+        {"taskId": "t1", "s3Bucket": bucket, "s3Key": "l/a+b.txt", "s3VersionId": None},
+        {"taskId": "t2", "s3Bucket": bucket, "s3Key": "l/plain"},
+        {"taskId": "t3", "s3Bucket": bucket, "s3Key": "l/planted"},
+    ]
+    event = {
+        "invocationSchemaVersion": "2.0",
+        "invocationId": "inv-2",
+        "job": {"id": "j", "userArguments": {"operation": "verify", "kmsKeyId": kms_key_arn}},
+        "tasks": tasks,
+    }
+    answer = batch.lambda_handler(event, None)
+    assert answer["invocationSchemaVersion"] == "2.0" and answer["invocationId"] == "inv-2"
+    codes = {r["taskId"]: r["resultCode"] for r in answer["results"]}
+    assert codes == {"t1": "Succeeded", "t2": "PermanentFailure", "t3": "PermanentFailure"}
+    # Schema 1.0: no userArguments, settings from the environment, bucket by ARN.
+    monkeypatch.setenv("S3CSE_BATCH_OPERATION", "encrypt")
+    monkeypatch.setenv("S3CSE_TO_AES_KEY_FILE", old)
+    event = {
+        "invocationSchemaVersion": "1.0",
+        "invocationId": "inv-1",
+        "job": {"id": "j"},
+        "tasks": [{"taskId": "t2", "s3Key": "l/plain", "s3BucketArn": f"arn:aws:s3:::{bucket}"}],
+    }
+    answer = batch.lambda_handler(event, None)
+    assert answer["results"] == [
+        {"taskId": "t2", "resultCode": "Succeeded", "resultString": "succeeded: encrypted in place"}
+    ]
+    got = s3cse.EncryptionClient(s3, keyring=_keyring(old)).get_object(Bucket=bucket, Key="l/plain")
+    assert got["Body"].read() == b"p"
+    # A setting that cannot work fails every task permanently, saying why.
+    event["job"] = {"id": "j", "userArguments": {"operation": "shred"}}
+    event["invocationSchemaVersion"] = "2.0"
+    (result,) = batch.lambda_handler(event, None)["results"]
+    assert result["resultCode"] == "PermanentFailure" and "shred" in result["resultString"]
+
+
+@pytest.mark.slow
+@pytest.mark.seaweedfs_only("one store is enough to test the engine; the operations run on both")
+def test_dask_runs_a_job_across_worker_processes_and_survives_a_killed_worker(
+    s3, bucket, keys, tmp_path
+):
+    import signal
+
+    from distributed import Client, LocalCluster
+
+    old, new = keys
+    writer = s3cse.EncryptionClient(s3, keyring=_keyring(old))
+    for i in range(60):
+        writer.put_object(Bucket=bucket, Key=f"d/{i:02d}", Body=str(i).encode())
+    spec = batch.JobSpec("rewrap", keys=_refs(old), to_keys=_refs(new))
+    job = str(tmp_path / "job")
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        assert len(set(pids.values())) == 2  # two worker processes
+        killed = threading.Event()
+
+        def progress(record):
+            if not killed.is_set():  # the first partition is back: kill one worker
+                killed.set()
+                os.kill(next(iter(pids.values())), signal.SIGKILL)
+
+        try:
+            first = batch.run(
+                spec,
+                batch.from_prefix(s3, bucket, "d/"),
+                s3=s3,
+                job_dir=job,
+                dask=client,
+                workers=2,
+                progress=progress,
+            )
+            completed = first.total
+        except Exception:  # Dask gave the partition up: the rerun finishes it
+            completed = 0
+        assert killed.is_set()
+        again = batch.run(
+            spec, batch.from_prefix(s3, bucket, "d/"), s3=s3, job_dir=job, dask=client, workers=2
+        )
+        # The command line on the same cluster.
+        census = run(
+            "batch",
+            "census",
+            f"s3://{bucket}/d/",
+            "--dask-scheduler",
+            cluster.scheduler_address,
+            check_code=0,
+        )
+        assert b"census: 60 objects: 60 succeeded" in census.stdout
+    assert again.total == 60 and again.counts == {"succeeded": 60}
+    assert again.already_done >= min(completed, 1)
+    reader = s3cse.EncryptionClient(s3, keyring=_keyring(new))
+    for i in range(60):
+        assert reader.get_object(Bucket=bucket, Key=f"d/{i:02d}")["Body"].read() == str(i).encode()

@@ -23,6 +23,7 @@ from typing import Any
 from .. import _keyfiles
 from ..errors import ConfigurationError
 from ._job import REPORT_COLUMNS, JobDir, Summary, report_csv, run_tasks
+from ._lambda import lambda_handler
 from ._operations import OPERATIONS, WRITES, Operation, Record, Worker, describe_for_census
 from ._tasks import ManifestError, Task, from_batch_csv, from_inventory, from_prefix, selected
 
@@ -44,6 +45,7 @@ __all__ = [
     "from_inventory",
     "from_manifest",
     "from_prefix",
+    "lambda_handler",
     "report_csv",
     "run",
     "selected",
@@ -244,12 +246,15 @@ def run(
     progress: Callable[[Record], Any] | None = None,
     stop: threading.Event | None = None,
     report: str | None = None,
+    dask: Any = None,
 ) -> Summary:
     """Run a job on a bounded thread pool in this process. ``spec``: a JobSpec (its
     clients built from ``s3``/``kms`` or botocore's environment) or a ready Worker.
     ``job_dir`` (a folder or s3://bucket/prefix) makes it resumable: a rerun skips
     what is done and retries what failed, and the report and summary are written
-    there; ``report`` writes the report CSV to a local path as well."""
+    there; ``report`` writes the report CSV to a local path as well. ``dask``: a
+    ``distributed.Client``: the tasks run on its cluster's workers instead, each building
+    its own clients and keys from the JobSpec (a Worker cannot be sent)."""
     if isinstance(spec, JobSpec):
         if s3 is None:
             import boto3
@@ -263,9 +268,20 @@ def run(
     directory = JobDir(job_dir, s3) if isinstance(job_dir, str) else job_dir
     if directory is not None and not worker.dryrun:
         directory.claim(recorded)
-    summary, records = run_tasks(
-        worker, tasks, job_dir=directory, workers=workers, progress=progress, stop=stop
-    )
+    if dask is not None:
+        if not isinstance(spec, JobSpec):
+            raise ConfigurationError(
+                "the Dask engine takes a JobSpec (keys by reference), not a built Worker"
+            )
+        from ._dask import run_on_dask
+
+        summary, records = run_on_dask(
+            spec, tasks, dask, job_dir=directory, threads_per_worker=workers, progress=progress
+        )
+    else:
+        summary, records = run_tasks(
+            worker, tasks, job_dir=directory, workers=workers, progress=progress, stop=stop
+        )
     if directory is not None and not worker.dryrun:
         directory.write_report(records, summary)
     if report:

@@ -2124,6 +2124,11 @@ def _batch_command(operation: str) -> Callable[..., Any]:
             help="Objects at once.",
         ),
         click.option(
+            "--dask-scheduler",
+            help="Run on this Dask cluster (tcp://host:8786 or tls://...): its workers get "
+            "keys by reference (key ids, key-file paths), never key bytes.",
+        ),
+        click.option(
             "--max-kms-rps",
             type=click.FloatRange(min=0.1),
             help="At most this many KMS requests a second (botocore also backs off on throttling).",
@@ -2227,6 +2232,7 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
     )
     dryrun, workers = kw.pop("dryrun"), kw.pop("workers")
     job_dir, report = kw.pop("job_dir"), kw.pop("report")
+    scheduler = kw.pop("dask_scheduler")
     try:
         spec = batch.JobSpec(
             operation,  # type: ignore[arg-type]
@@ -2276,15 +2282,30 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                         err=True,
                     )
 
-            summary = batch.run(
-                worker,
-                tasks,
-                s3=ctx.s3,
-                job_dir=job_dir,
-                workers=workers,
-                progress=seen,
-                report=report,
-            )
+            if scheduler:
+                from distributed import Client
+
+                with Client(scheduler) as dask:  # type: ignore[no-untyped-call]
+                    summary = batch.run(
+                        spec,
+                        tasks,
+                        s3=ctx.s3,
+                        job_dir=job_dir,
+                        workers=workers,
+                        progress=seen,
+                        report=report,
+                        dask=dask,
+                    )
+            else:
+                summary = batch.run(
+                    worker,
+                    tasks,
+                    s3=ctx.s3,
+                    job_dir=job_dir,
+                    workers=workers,
+                    progress=seen,
+                    report=report,
+                )
         if summary.failed > shown:
             click.echo(
                 f"s3cse: ... {summary.failed - shown} more; the report lists them all", err=True
