@@ -6,11 +6,12 @@
     python bench/run.py --fsspec        # pandas + pyarrow on s3cse:// against plain s3fs (s3://)
     python bench/run.py --aio-lag       # event-loop lag moving 512 MiB with AsyncEncryptionClient
     python bench/run.py --cli           # s3cse cp --recursive against aws s3 cp, 1,000 files of 1 KiB
+    python bench/run.py --batch         # s3cse batch: rewrap by size, upgrade vs boto3, pool vs Dask
 
 It starts its own local servers (SeaweedFS + moto on 127.0.0.1), runs every
 measurement in a fresh process (so peak RSS belongs to that operation alone), and
-writes results.json, results.md and results.png; --memory, --fsspec, --aio-lag and
---cli alone write memory.*, fsspec.*, aio_lag.* and cli.* instead.
+writes results.json, results.md and results.png; --memory, --fsspec, --aio-lag, --cli
+and --batch alone write memory.*, fsspec.*, aio_lag.*, cli.* and batch.* instead.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +339,140 @@ def cli_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# The batch layer (s3cse.batch), in this process against the bench's servers.
+BATCH_SMALL, BATCH_LARGE = 10, 10  # rewrap: 1 KiB objects against 256 MiB ones, as many
+BATCH_UPGRADE = (2, 64 * MiB)  # upgrade: V2 objects of 64 MiB, against boto3 get + upload
+BATCH_MANY = 10_000  # census and rewrap: the thread pool against Dask with 2 workers
+BATCH_REWRAP_SIZES = [("1 KiB", BATCH_SMALL, 1024), ("256 MiB", BATCH_LARGE, 256 * MiB)]
+
+
+def _batch_keys(bench: Bench) -> tuple[Any, Any]:
+    from s3cse import batch
+
+    new = bench.work / "batch-new.key"
+    new.write_bytes(b"\x43" * 32)
+    new.chmod(0o600)
+    return batch.KeyRefs(aes_key_files=(str(bench.aes_key),)), batch.KeyRefs(aes_key_files=(str(new),))
+
+
+def _fill(bench: Bench, prefix: str, count: int, size: int, client: Any) -> None:
+    import concurrent.futures
+    import io
+
+    src = bench.work / f"src-{size}.bin"
+    make_file(src, size)
+
+    def put(i: int) -> None:
+        with open(src, "rb") as f:
+            if size > 8 * MiB:
+                client.upload_fileobj(f, bench.bucket, f"{prefix}{i:06d}")
+            else:
+                client.put_object(Bucket=bench.bucket, Key=f"{prefix}{i:06d}", Body=f.read() if size > 4096 else io.BytesIO(f.read()).getvalue())
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, range(count)))
+
+
+def run_batch(bench: Bench) -> list[dict[str, Any]]:
+    """rewrap objects/s by object size; upgrade MiB/s against a plain download and upload
+    with boto3; census and rewrap objects/s on BATCH_MANY objects, pool against Dask."""
+    import s3cse
+    from s3cse import batch
+    from s3cse.core.suites import AlgorithmSuite
+
+    s3 = bench.s3
+    os.environ.update(bench.srv.environment)  # the Dask workers' clients: these servers
+    old, new = _batch_keys(bench)
+    reader = s3cse.EncryptionClient(s3, keyring=s3cse.AesKeyring(bench.aes_key.read_bytes()))
+    v2 = s3cse.EncryptionClient(
+        s3, keyring=s3cse.AesKeyring(bench.aes_key.read_bytes()), commitment_policy="FORBID_ENCRYPT_ALLOW_DECRYPT",
+        encryption_algorithm=AlgorithmSuite.AES_256_GCM_IV12_TAG16_NO_KDF,
+    )
+    results = []
+
+    def timed(label: str, op: str, impl: str, count: int, size: int, job: Callable[[], Any]) -> None:
+        started = time.monotonic()
+        outcome = job()
+        seconds = time.monotonic() - started
+        result: dict[str, Any] = {"size": label, "impl": impl, "keyring": "aes", "op": op, "seconds": [seconds],
+                                  "objects_s": count / seconds, "mib_s": count * size / MiB / seconds}
+        if isinstance(outcome, batch.Summary) and outcome.failed:
+            result = {"size": label, "impl": impl, "keyring": "aes", "op": op, "error": [str(outcome)]}
+        results.append(result)
+        progress(result)
+
+    rewrap = batch.JobSpec("rewrap", keys=old, to_keys=new)
+    back = batch.JobSpec("rewrap", keys=new, to_keys=old)
+    for label, count, size in BATCH_REWRAP_SIZES:
+        prefix = f"batch/rewrap-{size}/"
+        _fill(bench, prefix, count, size, reader)
+        for turn in range(bench.repeat):
+            spec = rewrap if turn % 2 == 0 else back  # each turn rewraps what the last left
+            timed(label, "rewrap", "s3cse", count, size, lambda: batch.run(spec, batch.from_prefix(s3, bench.bucket, prefix), s3=s3))  # noqa: B023 - called at once, in this iteration
+    count, size = BATCH_UPGRADE
+    label = f"{size // MiB} MiB"
+    for turn in range(bench.repeat):
+        prefix = f"batch/upgrade-{turn}/"
+        _fill(bench, prefix, count, size, v2)
+        timed(label, "upgrade", "s3cse", count, size, lambda: batch.run(batch.JobSpec("upgrade", keys=old), batch.from_prefix(s3, bench.bucket, prefix), s3=s3, workers=2))  # noqa: B023 - called at once, in this iteration
+
+        def plain() -> None:
+            import concurrent.futures
+
+            def one(i: int) -> None:
+                body = s3.get_object(Bucket=bench.bucket, Key=f"{prefix}{i:06d}")["Body"]  # noqa: B023 - called at once, in this iteration
+                s3.upload_fileobj(body, bench.bucket, f"batch/plain-{turn}/{i:06d}")  # noqa: B023 - called at once, in this iteration
+
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                list(pool.map(one, range(count)))
+
+        timed(label, "upgrade", "boto3", count, size, plain)
+    prefix = "batch/many/"
+    _fill(bench, prefix, BATCH_MANY, 1024, reader)
+    label = f"{BATCH_MANY:,} x 1 KiB"
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as dask:
+        for turn in range(bench.repeat):
+            for engine, client in (("pool", None), ("dask", dask)):
+                spec = rewrap if turn % 2 == 0 else back
+                timed(label, "census", engine, BATCH_MANY, 1024, lambda: batch.run(batch.JobSpec("census"), batch.from_prefix(s3, bench.bucket, prefix), s3=s3, workers=16, dask=client))  # noqa: B023 - called at once, in this iteration
+                timed(label, "rewrap", engine, BATCH_MANY, 1024, lambda: batch.run(spec, batch.from_prefix(s3, bench.bucket, prefix), s3=s3, workers=16, dask=client))  # noqa: B023 - called at once, in this iteration
+                # back to the first key, so the other engine rewraps the same objects
+                batch.run(back if spec is rewrap else rewrap, batch.from_prefix(s3, bench.bucket, prefix), s3=s3, workers=16)
+    return _combine_batch(results)
+
+
+def _combine_batch(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in results:
+        key = (r["size"], r["impl"], r["op"])
+        if "error" in r:
+            merged[key] = r
+            continue
+        entry = merged.setdefault(key, {**r, "seconds": []})
+        if "error" in entry:
+            continue
+        entry["seconds"] = entry["seconds"] + r["seconds"]
+    for (size, impl, op), entry in merged.items():
+        if "error" in entry:
+            continue
+        median = statistics.median(entry["seconds"])
+        first = next(r for r in results if (r["size"], r["impl"], r["op"]) == (size, impl, op))
+        count = first["objects_s"] * first["seconds"][0]
+        total = first["mib_s"] * first["seconds"][0]
+        entry.update(objects_s=count / median, mib_s=total / median, batch=True)
+    return list(merged.values())
+
+
+def batch_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["| batch | objects | engine | median time | objects/s | MiB/s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        if r.get("batch"):
+            lines.append(f"| {r['op']} | {r['size']} | {r['impl']} | {statistics.median(r['seconds']):.2f} s | {r['objects_s']:.1f} | {r['mib_s']:.1f} |")
+    return lines
+
+
 def lag_label() -> str:
     return f"{LAG_SIZE // MiB} MiB"
 
@@ -401,6 +536,8 @@ def write_markdown(results: list[dict[str, Any]], sizes: list[str], path: Path) 
         tables.append(aio_lag_table(results))
     if any(r["size"] == cli_label() for r in results):
         tables.append(cli_table(results))
+    if any(r.get("batch") for r in results):
+        tables.append(batch_table(results))
     lines = [line for table in tables for line in (*table, "")]
     targets = check_targets(results, sizes)
     lines += ["| target | measured | met |", "|---|---|---|"]
@@ -516,6 +653,12 @@ def check_targets(results: list[dict[str, Any]], sizes: list[str]) -> list[tuple
             for keyring, threshold in (("aes", 1.0), ("kms", 0.6)):
                 ours = lookup(results, cli_label(), "s3cse", op, keyring)
                 add(f"s3cse {op.replace('_', ' ')} --recursive >= {threshold}x aws s3 cp, {cli_label()}, {keyring}", ratio(ours, plain, "1 KiB"), threshold)
+    if any(r.get("batch") for r in results):
+        (small_label, *_), (large_label, *_) = BATCH_REWRAP_SIZES
+        small, large = (lookup(results, size, "s3cse", "rewrap") for size in (small_label, large_label))
+        add(f"batch rewrap objects/s, {large_label} / {small_label} objects >= 0.9 (content not moved)", ratio(large, small, "1 KiB"), 0.9)
+        label = f"{BATCH_UPGRADE[1] // MiB} MiB"
+        add(f"batch upgrade MiB/s >= 0.8x boto3 download + upload, {label}", ratio(lookup(results, label, "s3cse", "upgrade"), lookup(results, label, "boto3", "upgrade"), label), 0.8)
     if any(r["op"].startswith("aio_lag_") for r in results):
         # What tests/integration/test_aio.py used to assert (it now checks only that the loop keeps ticking)
         unsigned, signed = (lookup(results, lag_label(), "s3cse", f"aio_lag_{p}") for p in ("unsigned", "signed"))
@@ -610,6 +753,7 @@ def main() -> None:
     parser.add_argument("--fsspec", action="store_true", help="only pandas + pyarrow on s3cse:// against s3fs (fsspec.*)")
     parser.add_argument("--aio-lag", action="store_true", help="only the event-loop lag moving 512 MiB (aio_lag.*)")
     parser.add_argument("--cli", action="store_true", help="only s3cse cp --recursive against aws s3 cp, 1,000 files of 1 KiB (cli.*)")
+    parser.add_argument("--batch", action="store_true", help="only the batch layer: rewrap by size, upgrade vs boto3, pool vs Dask (batch.*)")
     parser.add_argument("--sizes", nargs="*", choices=list(SIZES), help="sizes to run")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per measurement (median)")
     parser.add_argument("--out", default=str(HERE / "results"))
@@ -625,8 +769,8 @@ def main() -> None:
         if args.memory:
             run_memory(bench, out)
             return
-        if args.fsspec or args.aio_lag or args.cli:
-            for name, wanted, run in (("fsspec", args.fsspec, run_fsspec), ("aio_lag", args.aio_lag, run_aio_lag), ("cli", args.cli, run_cli)):
+        if args.fsspec or args.aio_lag or args.cli or args.batch:
+            for name, wanted, run in (("fsspec", args.fsspec, run_fsspec), ("aio_lag", args.aio_lag, run_aio_lag), ("cli", args.cli, run_cli), ("batch", args.batch, run_batch)):
                 if wanted:
                     started = time.monotonic()
                     write_results(run(bench), [], out, name, repeat, started)

@@ -126,6 +126,10 @@ class ObjectStore:
     config: CryptoConfig
     instruction_file_put: bool = False
     instruction_file_suffix: str = md.INSTRUCTION_FILE_SUFFIX
+    #: False: crypto metadata that does not fit beside the user's is refused instead of
+    #: moved to an instruction file (in-place rewrites: a failure between the object and
+    #: its instruction file would leave the only copy unreadable).
+    auto_instruction_file: bool = True
 
     # ------------------------------------------------------------ writing
 
@@ -164,7 +168,7 @@ class ObjectStore:
                 instruction_file=use_file,
                 plaintext_length=length,
             )
-            self._fit_metadata(user_metadata, encryptor, bucket, key)
+            self._fit_metadata(user_metadata, encryptor, bucket, key, self.auto_instruction_file)
         request["Metadata"] = {**user_metadata, **encryptor.metadata}
         log.debug(
             "encrypt s3://%s/%s: %s, %s bytes, metadata in %s",
@@ -178,7 +182,11 @@ class ObjectStore:
 
     @staticmethod
     def _fit_metadata(
-        user: Mapping[str, str], encryptor: ObjectEncryptor, bucket: str, key: str
+        user: Mapping[str, str],
+        encryptor: ObjectEncryptor,
+        bucket: str,
+        key: str,
+        may_move: bool = True,
     ) -> None:
         """Keep the object's metadata within what S3 stores: crypto metadata that would
         not fit beside the caller's goes to an instruction file; what cannot fit even then
@@ -187,6 +195,12 @@ class ObjectStore:
         total = user_size + _s3args.user_metadata_size(encryptor.metadata)
         if total <= _s3args.USER_METADATA_BUDGET:
             return
+        if encryptor.instruction_file is None and not may_move:
+            raise MetadataTooLargeError(
+                f"the user metadata is {user_size} bytes, which leaves no room beside it for "
+                f"the {total - user_size} bytes of crypto metadata (S3 stores 2 KB), and this "
+                "rewrite keeps the key in the object itself: shorten the user metadata"
+            )
         if encryptor.instruction_file is None:
             log.info(
                 "s3://%s/%s: %d bytes of user metadata leave no room for %d bytes of crypto "

@@ -473,3 +473,70 @@ def test_dask_runs_a_job_across_worker_processes_and_survives_a_killed_worker(
     reader = s3cse.EncryptionClient(s3, keyring=_keyring(new))
     for i in range(60):
         assert reader.get_object(Bucket=bucket, Key=f"d/{i:02d}")["Body"].read() == str(i).encode()
+
+
+def test_review_cases_planted_files_big_metadata_one_put_and_the_job_dirs_own_files(
+    s3, bucket, keys, tmp_path
+):
+    old, new = keys
+    # Plaintext beside a planted instruction file: encrypt neither skips nor believes it.
+    s3.put_object(Bucket=bucket, Key="x/secret.csv", Body=b"plain,data")
+    real = _v2_writer(s3, new, instruction_file_put=True)  # a well-formed file, wrong key
+    real.put_object(Bucket=bucket, Key="x/other", Body=b"o")
+    planted = s3.get_object(Bucket=bucket, Key="x/other.instruction")["Body"].read()
+    s3.put_object(Bucket=bucket, Key="x/secret.csv.instruction", Body=planted)
+    worker = batch.JobSpec("encrypt", to_keys=_refs(old)).worker(s3)
+    record = worker.run(batch.Task(bucket, "x/secret.csv"))
+    assert (record.status, record.error_code) == ("failed", "Ambiguous") and not record.done
+    # Too much user metadata to keep the key beside it: refused before anything is written
+    # (an instruction file would be a second write, and the only copy is being replaced).
+    _v2_writer(s3, old).put_object(
+        Bucket=bucket, Key="x/heavy", Body=b"h", Metadata={"note": "n" * 1500}
+    )
+    etag = s3.head_object(Bucket=bucket, Key="x/heavy")["ETag"]
+    calls = Calls(s3)
+    upgrade = batch.JobSpec("upgrade", keys=_refs(old)).worker(s3)
+    heavy = upgrade.run(batch.Task(bucket, "x/heavy"))
+    assert heavy.status == "failed" and "shorten the user metadata" in heavy.message
+    assert s3.head_object(Bucket=bucket, Key="x/heavy")["ETag"] == etag
+    # A small object is one PUT, after its tag was checked: no multipart upload.
+    _v2_writer(s3, old).put_object(Bucket=bucket, Key="x/small", Body=b"s" * 100)
+    calls.made.clear()
+    assert upgrade.run(batch.Task(bucket, "x/small")).status == "succeeded"
+    assert "CreateMultipartUpload" not in calls.made and calls.made.count("PutObject") == 1
+    # The job directory inside the target: its own files are never tasks.
+    job = f"s3://{bucket}/x/job"
+    done = batch.run(
+        batch.JobSpec("encrypt", to_keys=_refs(old)),
+        batch.from_prefix(s3, bucket, "x/"),
+        s3=s3,
+        job_dir=job,
+        target=f"s3://{bucket}/x/",
+    )
+    assert (
+        json.loads(s3.get_object(Bucket=bucket, Key="x/job/job.json")["Body"].read())["target"]
+        == f"s3://{bucket}/x/"
+    )
+    again = batch.run(
+        batch.JobSpec("encrypt", to_keys=_refs(old)),
+        batch.from_prefix(s3, bucket, "x/"),
+        s3=s3,
+        job_dir=job,
+        target=f"s3://{bucket}/x/",
+    )
+    assert again.total == done.total  # the job's checkpoint never became a task
+    # The same directory for another job (other keys): refused, from the command line too.
+    refused = run("batch", "encrypt", f"s3://{bucket}/x/", "--to-aes-key", new, "--job-dir", job)
+    assert refused.returncode == 2 and b"holds another job" in refused.stderr
+
+
+def test_an_inventory_row_naming_another_bucket_is_refused():
+    spec = {
+        "sourceBucket": "mine",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key",
+        "files": [{"key": "d.csv.gz"}],
+    }
+    data = gzip.compress(b'"mine","a"\n"theirs","b"\n')
+    with pytest.raises(batch.ManifestError, match="theirs"):
+        list(batch.from_inventory(json.dumps(spec).encode(), lambda k: data, "inv"))

@@ -228,3 +228,27 @@ def test_the_cli_targets_are_1x_aws_with_aes_and_0_6x_with_kms(bench_run, ratio,
         results.append({**_row(label, "s3cse", op, 60.0 * ratio, "kms"), "seconds": [1.0]})
     targets = {name: ok for name, _m, _v, ok in bench_run.check_targets(results, [])}
     assert len(targets) == 4 and set(targets.values()) == {met}
+
+
+@pytest.mark.seaweedfs_only("the benchmark measures on SeaweedFS, the embedded default")
+def test_a_tiny_batch_measurement_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
+    mib = 1024 * 1024
+    monkeypatch.setattr(
+        bench_run, "BATCH_REWRAP_SIZES", [("1 KiB", 4, 1024), ("9 MiB", 1, 9 * mib)]
+    )
+    monkeypatch.setattr(bench_run, "BATCH_UPGRADE", (1, 2 * mib))
+    monkeypatch.setattr(bench_run, "BATCH_MANY", 20)
+    results = bench_run.run_batch(bench_run.Bench(servers, tmp_path, repeat=1))
+    for r in results:
+        assert "error" not in r, r
+    assert {(r["op"], r["impl"]) for r in results} >= {
+        ("rewrap", "s3cse"),
+        ("upgrade", "s3cse"),
+        ("upgrade", "boto3"),
+        ("census", "pool"),
+        ("census", "dask"),
+        ("rewrap", "dask"),
+    }
+    targets = bench_run.write_markdown(results, [], tmp_path / "batch.md")
+    assert "| upgrade |" in (tmp_path / "batch.md").read_text()
+    assert len(targets) == 2 and all(ok is not None for _n, _m, _v, ok in targets)

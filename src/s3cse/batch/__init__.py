@@ -105,10 +105,14 @@ class JobSpec:
     new_encryption_context: Mapping[str, str] | None = None
     legacy_wrapping: bool = False
     legacy_unauthenticated: bool = False
-    instruction_file: bool = False
     verify: bool = False
     dryrun: bool = False
     max_kms_rps: float | None = None
+    #: Where the clients a worker builds itself connect (Dask workers, Lambda); None:
+    #: botocore's environment on that machine. Never credentials.
+    s3_endpoint_url: str | None = None
+    kms_endpoint_url: str | None = None
+    region: str | None = None
 
     def __post_init__(self) -> None:
         if self.operation not in OPERATIONS:
@@ -133,20 +137,31 @@ class JobSpec:
             "new_encryption_context": dict(self.new_encryption_context or {}),
             "legacy_wrapping": self.legacy_wrapping,
             "legacy_unauthenticated": self.legacy_unauthenticated,
-            "instruction_file": self.instruction_file,
             "verify": self.verify,
         }
 
-    def worker(self, s3: Any, kms: Any = None) -> Worker:
-        """A Worker over the clients given (``kms``: None builds one from botocore's
-        environment when a KMS key is named), with max_kms_rps applied to it."""
+    def s3_client(self) -> Any:
+        """An S3 client as this spec says (endpoint, region), else botocore's defaults."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.region)
+
+    def worker(self, s3: Any = None, kms: Any = None) -> Worker:
+        """A Worker over the clients given (None: built as this spec says, or from
+        botocore's environment; a KMS client only when a KMS key is named), with
+        max_kms_rps applied."""
+        if s3 is None:
+            s3 = self.s3_client()
         if kms is None and (self.keys.kms_key_ids or self.to_keys.kms_key_ids):
             import boto3
             from botocore.config import Config
 
             # Adaptive retries: botocore backs off and rate-limits on ThrottlingException.
             kms = boto3.client(
-                "kms", config=Config(retries={"mode": "adaptive", "max_attempts": 10})
+                "kms",
+                endpoint_url=self.kms_endpoint_url,
+                region_name=self.region,
+                config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
             )
         if kms is not None and self.max_kms_rps:
             KmsRateLimit(self.max_kms_rps).attach(kms)
@@ -159,7 +174,6 @@ class JobSpec:
             new_encryption_context=self.new_encryption_context,
             legacy_wrapping=self.legacy_wrapping,
             legacy_unauthenticated=self.legacy_unauthenticated,
-            instruction_file=self.instruction_file,
             verify=self.verify,
             dryrun=self.dryrun,
         )
@@ -247,6 +261,7 @@ def run(
     stop: threading.Event | None = None,
     report: str | None = None,
     dask: Any = None,
+    target: str | None = None,
 ) -> Summary:
     """Run a job on a bounded thread pool in this process. ``spec``: a JobSpec (its
     clients built from ``s3``/``kms`` or botocore's environment) or a ready Worker.
@@ -254,20 +269,26 @@ def run(
     what is done and retries what failed, and the report and summary are written
     there; ``report`` writes the report CSV to a local path as well. ``dask``: a
     ``distributed.Client``: the tasks run on its cluster's workers instead, each building
-    its own clients and keys from the JobSpec (a Worker cannot be sent)."""
+    its own clients and keys from the JobSpec (a Worker cannot be sent). ``target``
+    (the prefix or manifest) is recorded in job.json with the spec."""
     if isinstance(spec, JobSpec):
         if s3 is None:
-            import boto3
-
-            s3 = boto3.client("s3")
+            s3 = spec.s3_client()
         worker = spec.worker(s3, kms)
         recorded = spec.as_dict()
     else:
         worker, recorded = spec, {"operation": spec.operation}
         s3 = s3 or spec.s3
     directory = JobDir(job_dir, s3) if isinstance(job_dir, str) else job_dir
+    if target is not None:
+        recorded = {**recorded, "target": target}
     if directory is not None and not worker.dryrun:
         directory.claim(recorded)
+    if directory is not None and directory.location.startswith("s3://"):
+        # Never the job's own checkpoints, report and job.json, wherever they are.
+        bucket, _, prefix = directory.location[5:].partition("/")
+        own = prefix.rstrip("/") + "/"
+        tasks = (t for t in tasks if not (t.bucket == bucket and t.key.startswith(own)))
     if dask is not None:
         if not isinstance(spec, JobSpec):
             raise ConfigurationError(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,13 +32,11 @@ _lock = threading.Lock()
 def _partition(spec: Any, tasks: list[Task], threads: int) -> list[Record]:
     """On a Dask worker: run ``tasks`` on ``threads`` threads with this process's own
     Worker (built once per job settings)."""
-    import boto3
-
-    name = json.dumps(spec.as_dict(), sort_keys=True) + repr(spec.dryrun) + repr(spec.max_kms_rps)
+    name = repr(spec)
     with _lock:
         worker = _workers.get(name)
         if worker is None:
-            worker = spec.worker(boto3.client("s3"))
+            worker = spec.worker()  # this process's own clients, as the spec says
             _workers[name] = worker
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         return list(pool.map(worker.run, tasks))
@@ -85,10 +82,9 @@ def run_on_dask(
             yield chunk
 
     chunks = iter(chunks_of())
-    spec_future = client.scatter(spec, broadcast=True)
     queue: Any = as_completed()  # type: ignore[no-untyped-call]
     for chunk in itertools.islice(chunks, workers * 2):
-        queue.add(client.submit(_partition, spec_future, chunk, threads_per_worker, pure=False))
+        queue.add(client.submit(_partition, spec, chunk, threads_per_worker, pure=False))
     for future in queue:
         done: list[Record] = future.result()
         for record in done:
@@ -100,8 +96,6 @@ def run_on_dask(
             job_dir.append(done)
         next_chunk = next(chunks, None)
         if next_chunk:
-            queue.add(
-                client.submit(_partition, spec_future, next_chunk, threads_per_worker, pure=False)
-            )
+            queue.add(client.submit(_partition, spec, next_chunk, threads_per_worker, pure=False))
     summary.seconds = time.monotonic() - started
     return summary, records

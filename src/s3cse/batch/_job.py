@@ -71,8 +71,14 @@ class Summary:
     def failed(self) -> int:
         return self.counts["failed"] + self.counts["conflict"] + self.counts["throttled"]
 
+    @property
+    def rate(self) -> float | None:
+        """Objects a second of this run (what earlier runs did not count)."""
+        ran = self.total - self.already_done
+        return ran / self.seconds if self.seconds and ran else None
+
     def as_dict(self) -> dict[str, Any]:
-        rate = self.total / self.seconds if self.seconds else None
+        rate = self.rate
         return {
             "operation": self.operation,
             "dryrun": self.dryrun,
@@ -91,7 +97,7 @@ class Summary:
         parts += [f"{self.counts[s]} {s}" for s in ("conflict", "throttled", "failed")]
         head = f"{'(dryrun) ' if self.dryrun else ''}{self.operation}: {self.total} objects"
         tail = f" ({self.already_done} done by an earlier run)" if self.already_done else ""
-        rate = f", {self.total / self.seconds:.0f} objects/s" if self.seconds else ""
+        rate = f", {self.rate:.0f} objects/s" if self.rate else ""
         return f"{head}{tail}: {', '.join(parts)}; {self.bytes:,} bytes{rate}"
 
 
@@ -147,8 +153,15 @@ class JobDir:
         if found is None:
             self._write("job.json", json.dumps(spec, sort_keys=True, indent=1).encode())
             return
-        recorded = json.loads(found)
-        if recorded != json.loads(json.dumps(spec)):
+        try:
+            recorded = json.loads(found)
+        except ValueError:
+            raise ConfigurationError(
+                f"{self.location}/job.json is not a job description s3cse wrote (it is not "
+                "JSON): give the job a directory of its own"
+            ) from None
+        if not isinstance(recorded, dict) or recorded != json.loads(json.dumps(spec)):
+            recorded = recorded if isinstance(recorded, dict) else {}
             differs = sorted(k for k in set(recorded) | set(spec) if recorded.get(k) != spec.get(k))
             raise ConfigurationError(
                 f"{self.location} holds another job (it differs in {', '.join(differs)}): "
@@ -160,7 +173,7 @@ class JobDir:
         """The last record of every task a run has recorded, by task id."""
         records: dict[str, Record] = {}
         for chunk in self._chunks():
-            for line in chunk.decode().splitlines():
+            for line in chunk.decode("utf-8", errors="replace").splitlines():
                 if line.strip():
                     try:
                         record = Record.from_json(line)
@@ -193,7 +206,11 @@ class JobDir:
                 name = f"checkpoint/{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
                 self._write(name, data)
                 return
-            with open(os.path.join(self.location, "checkpoint.jsonl"), "ab") as f:
+            with open(os.path.join(self.location, "checkpoint.jsonl"), "ab+") as f:
+                if f.tell():  # after a line a crash cut off, start on a line of our own
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        data = b"\n" + data
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -273,6 +290,9 @@ def run_tasks(
 
     def collect(done: Iterable[concurrent.futures.Future[Record]]) -> None:
         for future in done:
+            error = future.exception()
+            if error is not None:  # Worker.run records every failure; this is a last resort
+                raise error
             take(future.result())
         flush()
 
@@ -299,7 +319,9 @@ def run_tasks(
     finally:
         for future in window:
             future.cancel()
+        worker.cancel.set()  # rewrites under way stop at their next part, aborted
         pool.shutdown(wait=True, cancel_futures=True)
+        worker.cancel.clear()
         for future in window:  # finished while shutting down: keep what they did
             if future.done() and not future.cancelled() and future.exception() is None:
                 take(future.result())

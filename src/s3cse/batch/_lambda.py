@@ -20,8 +20,6 @@ encryptionContext             S3CSE_ENCRYPTION_CONTEXT         KMS context (JSON
 toEncryptionContext           S3CSE_TO_ENCRYPTION_CONTEXT      new KMS context (JSON)
 legacyWrapping                S3CSE_LEGACY_WRAPPING            "true": read legacy wraps
 legacyUnauthenticated         S3CSE_LEGACY_UNAUTHENTICATED     "true": read V1 AES-CBC
-instructionFile               S3CSE_INSTRUCTION_FILE           "true": write instruction
-                                                               files
 verify                        S3CSE_VERIFY                     "true": rewrap
                                                                authenticates first
 ============================  ===============================  =========================
@@ -59,7 +57,6 @@ _ARGUMENTS = {  # userArguments name: (environment name, JobSpec field)
     "toEncryptionContext": "S3CSE_TO_ENCRYPTION_CONTEXT",
     "legacyWrapping": "S3CSE_LEGACY_WRAPPING",
     "legacyUnauthenticated": "S3CSE_LEGACY_UNAUTHENTICATED",
-    "instructionFile": "S3CSE_INSTRUCTION_FILE",
     "verify": "S3CSE_VERIFY",
 }
 _RESULT_CODES = {
@@ -130,7 +127,6 @@ def _spec(values: Mapping[str, str]) -> Any:
         new_encryption_context=context("toEncryptionContext"),
         legacy_wrapping=flag("legacyWrapping"),
         legacy_unauthenticated=flag("legacyUnauthenticated"),
-        instruction_file=flag("instructionFile"),
         verify=flag("verify"),
     )
 
@@ -140,9 +136,7 @@ def _worker(values: Mapping[str, str]) -> Worker:
     with _lock:
         worker = _workers.get(name)
         if worker is None:
-            import boto3
-
-            worker = _spec(values).worker(boto3.client("s3"))
+            worker = _spec(values).worker()  # clients from botocore's environment
             _workers[name] = worker
         return worker
 

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -89,9 +90,10 @@ class Worker:
     new_encryption_context: Mapping[str, str] | None = None
     legacy_wrapping: bool = False
     legacy_unauthenticated: bool = False
-    instruction_file: bool = False
     verify: bool = False
     dryrun: bool = False
+    #: Set to stop the rewrites under way at their next part (their uploads aborted).
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
     _reader: EncryptionClient | None = dataclasses.field(default=None, repr=False)
     _writer: EncryptionClient | None = dataclasses.field(default=None, repr=False)
 
@@ -105,13 +107,14 @@ class Worker:
             raise ValueError("rewrap needs the new key")
         if self.operation in ("rewrap", "upgrade", "verify") and self.keyring is None:
             raise ValueError(f"{self.operation} needs the keys that read the objects")
-        if self.keyring is not None:
+        reading = self.keyring or (self.new_keyring if self.operation == "encrypt" else None)
+        if reading is not None:
             # Reads: V1/V2 objects (what upgrade exists for), legacy ones only behind
             # their switches; plaintext streams into the new encryption before its tag
             # is checked, and nothing is replaced until it is (see upgrade).
             self._reader = EncryptionClient(
                 self.s3,
-                keyring=self.keyring,  # type: ignore[arg-type]
+                keyring=reading,  # type: ignore[arg-type]
                 commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT",
                 enable_legacy_wrapping=self.legacy_wrapping,
                 enable_legacy_unauthenticated_modes=self.legacy_unauthenticated,
@@ -119,10 +122,11 @@ class Worker:
             )
         writing = self.new_keyring or self.keyring
         if writing is not None and self.operation in ("upgrade", "encrypt"):
-            self._writer = EncryptionClient(
-                self.s3,
-                keyring=writing,  # type: ignore[arg-type]
-                instruction_file_put=self.instruction_file,
+            self._writer = EncryptionClient(self.s3, keyring=writing)  # type: ignore[arg-type]
+            # The object is replaced in place: its key must go in with it, never in a
+            # second write that a failure could leave undone.
+            self._writer._store = dataclasses.replace(
+                self._writer._store, auto_instruction_file=False
             )
 
     # ------------------------------------------------------------ one task
@@ -136,7 +140,14 @@ class Worker:
             return self._failure(task, exc)
         except ClientError as exc:
             return self._failure(task, exc)
+        except _Cancelled:
+            return _record(
+                task, "failed", "stopped before it finished; nothing replaced", "Stopped"
+            )
         except (BotoCoreError, OSError, ValueError) as exc:  # one object, not the job
+            return _record(task, "failed", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        except Exception as exc:  # a store's odd answer, a bug: this object, not the job
+            log.debug("batch %s of %s", self.operation, task, exc_info=True)
             return _record(task, "failed", f"{type(exc).__name__}: {exc}", type(exc).__name__)
 
     def _failure(self, task: Task, exc: Exception) -> Record:
@@ -281,11 +292,14 @@ class Worker:
             **({"EncryptionContext": self.encryption_context} if self.encryption_context else {}),
         )
         context = self.new_encryption_context or self.encryption_context
-        self._replace(task, head, response, context)
-        if content.from_instruction_file and not self.instruction_file:
-            # The new object carries its key in its metadata: the old file is stale.
-            with contextlib.suppress(ClientError):
-                delete_instruction_file(self.s3, task.bucket, task.key, {})
+        self._replace(task, head, response, context, size=content.plaintext_length(size))
+        if content.from_instruction_file:
+            # The new object holds its key in its metadata, so the old file is stale; but
+            # only while the object is still ours (another writer's may need its file).
+            now = self.s3.head_object(Bucket=task.bucket, Key=task.key).get("Metadata", {})
+            if not md.needs_instruction_file({k.lower(): v for k, v in now.items()}):
+                with contextlib.suppress(ClientError):
+                    delete_instruction_file(self.s3, task.bucket, task.key, {})
         return _record(
             task, "succeeded", f"upgraded from V{int(content.version)} to V3", bytes=size
         )
@@ -298,17 +312,42 @@ class Worker:
             return _record(task, "skipped", "the instruction file of an object beside it")
         size = int(head.get("ContentLength") or 0)
         try:
-            self._content(task, head)
+            content = self._content(task, head)
         except NotEncryptedError:
             pass
         else:
+            metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+            if md.needs_instruction_file(metadata):
+                # Only a file beside it says it is encrypted, and anyone who can write to
+                # the bucket can plant one next to plaintext: believe it once a key of
+                # this job authenticates the content.
+                assert self._reader is not None
+                try:
+                    _rewrap.authenticate(
+                        self._reader._store,
+                        task.bucket,
+                        task.key,
+                        content,
+                        str(head.get("ETag") or ""),
+                        self.encryption_context,
+                        {},
+                    )
+                except S3CSEError as exc:
+                    return _record(
+                        task,
+                        "failed",
+                        "an instruction file says it is encrypted, but no key of this job "
+                        f"authenticates it ({exc.message}): it may be plaintext beside a "
+                        "planted instruction file; look at it before anything else",
+                        "Ambiguous",
+                    )
             return _record(task, "skipped", "already encrypted")
         if self.dryrun:
             return _record(task, "succeeded", _done("encrypted", True))
         assert self._writer is not None
         response = self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"])
         context = self.new_encryption_context or self.encryption_context
-        self._replace(task, head, response, context)
+        self._replace(task, head, response, context, size=size)
         return _record(task, "succeeded", "encrypted in place", bytes=size)
 
     def _replace(
@@ -317,6 +356,8 @@ class Worker:
         head: Mapping[str, Any],
         response: Mapping[str, Any],
         context: Mapping[str, str] | None,
+        *,
+        size: int | None,
     ) -> None:
         """Write the content of ``response`` (a readable body) over the object, encrypted,
         on the condition that the object is still the one HEAD saw, keeping its
@@ -339,7 +380,30 @@ class Worker:
             tags = self.s3.get_object_tagging(Bucket=task.bucket, Key=task.key)["TagSet"]
             extra["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
         with contextlib.closing(response["Body"]) as body:
-            self._writer.upload_fileobj(body, task.bucket, task.key, ExtraArgs=extra)
+            if size is not None and size <= _WHOLE:
+                # Read to its end first: a delayed-authentication body checks its tag
+                # there, so nothing unauthenticated is written; one PUT, no multipart.
+                plaintext = body.read()
+                if self.cancel.is_set():
+                    raise _Cancelled
+                self._writer.put_object(Bucket=task.bucket, Key=task.key, Body=plaintext, **extra)
+                return
+
+            def stop_if_cancelled(_: int) -> None:
+                if self.cancel.is_set():
+                    raise _Cancelled  # the multipart upload is aborted
+
+            self._writer.upload_fileobj(
+                body, task.bucket, task.key, ExtraArgs=extra, Callback=stop_if_cancelled
+            )
+
+
+class _Cancelled(Exception):
+    """The job was stopped while this object was being rewritten."""
+
+
+#: Objects up to this plaintext size are rewritten with one PUT.
+_WHOLE = 8 * 1024 * 1024
 
 
 def describe_for_census(content: md.ContentMetadata) -> dict[str, Any]:

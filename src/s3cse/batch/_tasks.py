@@ -112,7 +112,7 @@ def from_inventory(
         files = [str(f["key"]) for f in spec["files"]]
         bucket = str(spec.get("sourceBucket") or "")
         schema = [c.strip() for c in str(spec.get("fileSchema", "")).split(",") if c.strip()]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ManifestError(
             f"{source}: not an S3 Inventory manifest.json ({type(exc).__name__}: {exc})"
         ) from None
@@ -134,8 +134,14 @@ def from_inventory(
             key = row.get("Key")
             if not key:
                 continue
+            row_bucket = row.get("Bucket") or bucket
+            if bucket and row_bucket != bucket:
+                raise ManifestError(
+                    f"{name}: a row names bucket {row_bucket!r}, where the inventory is of "
+                    f"{bucket!r}: refused (a manifest must not steer a job to other buckets)"
+                )
             if selected(key, filters):
-                yield Task(row.get("Bucket") or bucket, key, row.get("VersionId") or None)
+                yield Task(row_bucket, key, row.get("VersionId") or None)
 
 
 def _csv_reader(lines: Iterable[str], source: str) -> Iterator[tuple[int, list[str]]]:
@@ -155,12 +161,17 @@ def _csv_reader(lines: Iterable[str], source: str) -> Iterator[tuple[int, list[s
 
 
 def _csv_rows(data: bytes, schema: list[str], name: str) -> Iterator[dict[str, str]]:
+    raw: Any = io.BytesIO(data)
     if data[:2] == b"\x1f\x8b":  # S3 writes CSV inventories gzipped (.csv.gz)
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise ManifestError(f"{name}: a corrupt gzip file ({exc})") from None
-    text = io.StringIO(data.decode("utf-8", errors="replace"))
+        raw = gzip.GzipFile(fileobj=raw)  # read as it goes: a gzip bomb never unpacks whole
+    text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    try:
+        yield from _csv_fields(text, schema, name)
+    except (OSError, EOFError) as exc:
+        raise ManifestError(f"{name}: a corrupt gzip file ({exc})") from None
+
+
+def _csv_fields(text: Any, schema: list[str], name: str) -> Iterator[dict[str, str]]:
     for number, row in _csv_reader(text, name):
         if not row:
             continue

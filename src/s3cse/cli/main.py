@@ -2164,11 +2164,6 @@ def _batch_command(operation: str) -> Callable[..., Any]:
         ),
         click.option("--to-context", help="New KMS encryption context, as JSON."),
         click.option(
-            "--instruction-file",
-            is_flag=True,
-            help="upgrade/encrypt: store the wrapped key in an instruction file.",
-        ),
-        click.option(
             "--verify", is_flag=True, help="rewrap: authenticate each object's content first."
         ),
         click.option(
@@ -2243,10 +2238,13 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
             or None,
             legacy_wrapping=kw.pop("legacy_wrapping"),
             legacy_unauthenticated=kw.pop("legacy_unauthenticated"),
-            instruction_file=kw.pop("instruction_file"),
             verify=kw.pop("verify"),
             dryrun=dryrun,
             max_kms_rps=kw.pop("max_kms_rps"),
+            # Dask workers build their own clients: the same endpoints and region.
+            s3_endpoint_url=ctx.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"),
+            kms_endpoint_url=ctx.kms_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KMS"),
+            region=ctx.region,
         )
     except ConfigurationError as exc:
         message = (
@@ -2257,9 +2255,9 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
         raise click.UsageError(message) from None
 
     def action() -> None:
+        kms = ctx.kms if (spec.keys.kms_key_ids or spec.to_keys.kms_key_ids) else None
         with _key_warnings(ctx.quiet):
-            kms = ctx.kms if (spec.keys.kms_key_ids or spec.to_keys.kms_key_ids) else None
-            worker = spec.worker(ctx.s3, kms)
+            spec.worker(ctx.s3, kms)  # the keys load (or fail) before any listing
         if location is not None:
             prefix = location.key
             tasks: Any = batch.from_prefix(ctx.s3, location.bucket, prefix, order)
@@ -2295,16 +2293,19 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                         progress=seen,
                         report=report,
                         dask=dask,
+                        target=target or manifest,
                     )
             else:
                 summary = batch.run(
-                    worker,
+                    spec,
                     tasks,
                     s3=ctx.s3,
+                    kms=kms,
                     job_dir=job_dir,
                     workers=workers,
                     progress=seen,
                     report=report,
+                    target=target or manifest,
                 )
         if summary.failed > shown:
             click.echo(
