@@ -213,6 +213,7 @@ def _move_512_mib_and_measure_lag(servers, bucket, kms_key_arn, src, out, sign_p
     return sorted(lags)
 
 
+@pytest.mark.seaweedfs_only("the event loop is the client's; one store is enough to watch it")
 def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, big_file, tmp_path):
     # The loop keeps running while 512 MiB goes up, is read back and comes down (payloads
     # unsigned, as over HTTPS): encryption, checksums and disk work happen on worker
@@ -226,6 +227,7 @@ def test_event_loop_lag_while_moving_512_mib(servers, bucket, kms_key_arn, big_f
     assert lags[-1] < 2.0, f"the event loop stalled for {lags[-1]:.2f} s while 512 MiB moved"
 
 
+@pytest.mark.seaweedfs_only("the event loop is the client's; one store is enough to watch it")
 def test_event_loop_keeps_ticking_with_signed_payloads_over_http(
     servers, bucket, kms_key_arn, big_file, tmp_path
 ):

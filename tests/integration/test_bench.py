@@ -71,6 +71,7 @@ def test_the_rss_target_is_a_ceiling(bench_run):
     assert targets["get peak RSS <= 1/8 of official S3EC, 256 MiB"] is True  # 0.12x
 
 
+@pytest.mark.seaweedfs_only("the benchmark measures on SeaweedFS, the embedded default")
 def test_a_tiny_matrix_runs_end_to_end(bench_run, servers, tmp_path, monkeypatch):
     monkeypatch.setattr(bench_run, "SIZES", {"1 KiB": (1024, 3)})
     monkeypatch.setattr(bench_run, "READ_REPEATS", {"1 KiB": 2})

@@ -19,6 +19,7 @@ SMALL_OBJECTS = 20_000 if SOAK else 1_000
 LARGE_OBJECTS = 24 if SOAK else 4
 
 
+@pytest.mark.seaweedfs_only("thread safety is the client's; one store is enough")
 @pytest.mark.slow
 def test_threads_sharing_one_client(s3, bucket, kms_keyring):
     client = s3cse.EncryptionClient(s3, keyring=kms_keyring, buffer_size=4 * 1024 * 1024)
