@@ -231,6 +231,9 @@ def test_encrypt_in_place_rewrap_without_moving_content_and_verify(s3, bucket, k
     assert verified.counts == {"succeeded": 2}
 
 
+@pytest.mark.seaweedfs_only(
+    "engine and input handling; the store-facing operations run on both stores"
+)
 def test_a_stopped_job_resumes_where_it_stopped_from_a_job_dir_on_s3(s3, bucket, keys):
     old, new = keys
     writer = s3cse.EncryptionClient(s3, keyring=_keyring(old))
@@ -268,6 +271,9 @@ def test_a_stopped_job_resumes_where_it_stopped_from_a_job_dir_on_s3(s3, bucket,
     assert summary["counts"] == {"succeeded": 30}
 
 
+@pytest.mark.seaweedfs_only(
+    "engine and input handling; the store-facing operations run on both stores"
+)
 def test_manifests_batch_operations_csv_and_s3_inventory_csv_gz_and_parquet(
     s3, bucket, keys, tmp_path
 ):
@@ -322,6 +328,9 @@ def test_manifests_batch_operations_csv_and_s3_inventory_csv_gz_and_parquet(
         list(batch.from_inventory(json.dumps(spec).encode(), lambda k: b"", "inv.json"))
 
 
+@pytest.mark.seaweedfs_only(
+    "engine and input handling; the store-facing operations run on both stores"
+)
 def test_the_batch_command_as_a_user_drives_it(s3, bucket, keys, tmp_path):
     old, new = keys
     _v2_writer(s3, old).put_object(Bucket=bucket, Key="cli/a", Body=b"a" * 10)
@@ -364,6 +373,9 @@ def test_the_batch_command_as_a_user_drives_it(s3, bucket, keys, tmp_path):
     assert usage.returncode == 2 and b"--to-kms-key-id" in usage.stderr
 
 
+@pytest.mark.seaweedfs_only(
+    "engine and input handling; the store-facing operations run on both stores"
+)
 def test_the_lambda_handler_answers_both_invocation_schemas(
     s3, bucket, keys, kms_key_arn, monkeypatch
 ):

@@ -13,6 +13,12 @@ import pytest
 
 from tests.stores import open_uploads
 
+# The command line's own logic, driven as a user drives it; what the stores differ in is
+# covered by the client, transfer and fsspec tests, which run on both.
+pytestmark = pytest.mark.seaweedfs_only(
+    "CLI behaviour; store differences are covered by the client tests"
+)
+
 #: The installed command, as a user runs it (the console script beside this Python).
 S3CSE = str(Path(sys.executable).parent / "s3cse")
 
