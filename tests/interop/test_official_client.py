@@ -155,3 +155,26 @@ def test_official_v3_object_refuses_tampered_commitment_in_s3cse(
     )
     with pytest.raises(s3cse.CommitmentMismatchError):
         ours(s3, kms, kms_key_arn, 3).get_object(Bucket=bucket, Key="k")
+
+
+def test_batch_upgrades_what_the_official_client_wrote_as_v2_and_it_reads_the_v3_back(
+    s3, kms, bucket, kms_key_arn, official
+):
+    from s3cse import batch
+
+    writer = official(2)
+    sizes = {"up/empty": 0, "up/small": 17, "up/big": 9 * MiB + 5}  # the last: multipart
+    for key, size in sizes.items():
+        writer.put_object(Bucket=bucket, Key=key, Body=payload(size), EncryptionContext=CONTEXT)
+    spec = batch.JobSpec(
+        "upgrade",
+        keys=batch.KeyRefs(kms_key_ids=(kms_key_arn,)),
+        encryption_context=CONTEXT,
+    )
+    summary = batch.run(spec, batch.from_prefix(s3, bucket, "up/"), s3=s3, kms=kms)
+    assert summary.counts == {"succeeded": 3}, summary
+    reader = official(3)
+    for key, size in sizes.items():
+        assert "x-amz-3" in s3.head_object(Bucket=bucket, Key=key)["Metadata"]  # now V3
+        got = reader.get_object(Bucket=bucket, Key=key, EncryptionContext=CONTEXT)
+        assert got["Body"].read() == payload(size)
