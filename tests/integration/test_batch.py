@@ -552,3 +552,19 @@ def test_an_inventory_row_naming_another_bucket_is_refused():
     data = gzip.compress(b'"mine","a"\n"theirs","b"\n')
     with pytest.raises(batch.ManifestError, match="theirs"):
         list(batch.from_inventory(json.dumps(spec).encode(), lambda k: data, "inv"))
+
+
+@pytest.mark.seaweedfs_only(
+    "engine and input handling; the store-facing operations run on both stores"
+)
+def test_a_job_dir_at_the_bucket_root_is_never_its_own_task(s3, bucket, keys):
+    old, _ = keys
+    s3.put_object(Bucket=bucket, Key="plain.txt", Body=b"p")
+    spec = batch.JobSpec("encrypt", to_keys=_refs(old))
+    first = batch.run(spec, batch.from_prefix(s3, bucket, ""), s3=s3, job_dir=f"s3://{bucket}")
+    second = batch.run(spec, batch.from_prefix(s3, bucket, ""), s3=s3, job_dir=f"s3://{bucket}/")
+    assert first.total == second.total == 1 and second.already_done == 1
+    assert (
+        json.loads(s3.get_object(Bucket=bucket, Key="job.json")["Body"].read())["operation"]
+        == "encrypt"
+    )

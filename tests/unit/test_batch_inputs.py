@@ -27,7 +27,12 @@ def test_a_malformed_csv_row_is_named(row):
 
 
 def _inventory(rows, schema="Bucket, Key, VersionId, IsLatest, IsDeleteMarker"):
-    spec = {"fileFormat": "CSV", "fileSchema": schema, "files": [{"key": "d.csv.gz"}]}
+    spec = {
+        "sourceBucket": "b",
+        "fileFormat": "CSV",
+        "fileSchema": schema,
+        "files": [{"key": "d.csv.gz"}],
+    }
     data = gzip.compress("".join(rows).encode())
     return json.dumps(spec).encode(), (lambda key: data)
 
@@ -106,3 +111,23 @@ def test_a_job_spec_refuses_what_cannot_run():
         batch.JobSpec("shred")  # type: ignore[arg-type]
     spec = batch.JobSpec("census")
     assert json.dumps(spec.as_dict())  # what job.json records: no key bytes, plain data
+
+
+def test_an_inventory_without_its_bucket_or_with_corrupt_gzip_is_a_manifest_error():
+    spec = {"fileFormat": "CSV", "fileSchema": "Bucket, Key", "files": [{"key": "d"}]}
+    with pytest.raises(batch.ManifestError, match="sourceBucket"):
+        list(batch.from_inventory(json.dumps(spec).encode(), lambda k: b"", "inv"))
+    spec["sourceBucket"] = "b"
+    corrupt = gzip.compress(b'"b","k"\n' * 100)[:30] + b"\xff" * 40
+    with pytest.raises(batch.ManifestError, match="corrupt gzip"):
+        list(batch.from_inventory(json.dumps(spec).encode(), lambda k: corrupt, "inv"))
+
+
+def test_the_lambda_handler_answers_malformed_events_per_task_and_never_raises():
+    answer = batch.lambda_handler({"job": "x", "tasks": [{"taskId": "t"}]}, None)
+    assert answer["results"][0]["resultCode"] == "PermanentFailure"
+    answer = batch.lambda_handler(
+        {"job": {"userArguments": {"operation": "census"}}, "tasks": ["a", {"taskId": "t"}]},
+        None,
+    )
+    assert [r["resultCode"] for r in answer["results"]] == ["PermanentFailure"] * 2

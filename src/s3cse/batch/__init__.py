@@ -287,8 +287,17 @@ def run(
     if directory is not None and directory.location.startswith("s3://"):
         # Never the job's own checkpoints, report and job.json, wherever they are.
         bucket, _, prefix = directory.location[5:].partition("/")
-        own = prefix.rstrip("/") + "/"
-        tasks = (t for t in tasks if not (t.bucket == bucket and t.key.startswith(own)))
+        own = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        names = ("job.json", "report.csv", "summary.json")
+        tasks = (
+            t
+            for t in tasks
+            if not (
+                t.bucket == bucket
+                and t.key.startswith(own)
+                and (bool(own) or t.key in names or t.key.startswith("checkpoint/"))
+            )
+        )
     if dask is not None:
         if not isinstance(spec, JobSpec):
             raise ConfigurationError(

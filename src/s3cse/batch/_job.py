@@ -299,6 +299,9 @@ def run_tasks(
     try:
         for task in tasks:
             if stop is not None and stop.is_set():
+                for future in window:  # what has not started does not start
+                    future.cancel()
+                worker.cancel.set()  # and rewrites under way stop at their next part
                 break
             earlier = finished.get(task.id)
             if earlier is not None and earlier.done:
@@ -315,7 +318,7 @@ def run_tasks(
                 collect(done)
             window.add(pool.submit(contextvars.copy_context().run, worker.run, task))
         done, window = concurrent.futures.wait(window)
-        collect(done)
+        collect(f for f in done if not f.cancelled())
     finally:
         for future in window:
             future.cancel()
@@ -325,6 +328,7 @@ def run_tasks(
         for future in window:  # finished while shutting down: keep what they did
             if future.done() and not future.cancelled() and future.exception() is None:
                 take(future.result())
+        window.clear()
         flush(force=True)
     summary.seconds = time.monotonic() - started
     return summary, records

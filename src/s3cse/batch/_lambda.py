@@ -71,7 +71,10 @@ _lock = threading.Lock()
 
 
 def _settings(event: Mapping[str, Any]) -> dict[str, str]:
-    given = (event.get("job") or {}).get("userArguments") or {}
+    job = event.get("job") or {}
+    if not isinstance(job, Mapping):
+        raise ConfigurationError("job must be an object")
+    given = job.get("userArguments") or {}
     if not isinstance(given, Mapping):
         raise ConfigurationError("job.userArguments must be an object of strings")
     unknown = sorted(set(given) - set(_ARGUMENTS))
@@ -157,24 +160,25 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     try:
         worker = _worker(_settings(event))
         setup_error = None
-    except (ConfigurationError, ValueError, OSError) as exc:
-        worker, setup_error = None, f"s3cse setup: {exc}"
+    except Exception as exc:  # a bad setting, no region, a key file missing: say so per task
+        worker, setup_error = None, f"s3cse setup: {type(exc).__name__}: {exc}"
     for entry in tasks:
         if worker is None:
             code, message = "PermanentFailure", str(setup_error)
         else:
             try:
+                if not isinstance(entry, Mapping):
+                    raise ConfigurationError("a task that is not an object")
                 record: Record = worker.run(_task(entry))
-            except ConfigurationError as exc:
-                code, message = "PermanentFailure", str(exc)
+            except Exception as exc:
+                code, message = "PermanentFailure", f"{type(exc).__name__}: {exc}"
             else:
                 code = _RESULT_CODES[record.status]
                 message = f"{record.status}: {record.message}"
                 if record.error_code:
                     message += f" ({record.error_code})"
-        results.append(
-            {"taskId": entry.get("taskId"), "resultCode": code, "resultString": message[:1024]}
-        )
+        task_id = entry.get("taskId") if isinstance(entry, Mapping) else None
+        results.append({"taskId": task_id, "resultCode": code, "resultString": message[:1024]})
     return {
         "invocationSchemaVersion": version,
         "treatMissingKeysAs": "PermanentFailure",

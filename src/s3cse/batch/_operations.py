@@ -296,9 +296,9 @@ class Worker:
         if content.from_instruction_file:
             # The new object holds its key in its metadata, so the old file is stale; but
             # only while the object is still ours (another writer's may need its file).
-            now = self.s3.head_object(Bucket=task.bucket, Key=task.key).get("Metadata", {})
-            if not md.needs_instruction_file({k.lower(): v for k, v in now.items()}):
-                with contextlib.suppress(ClientError):
+            with contextlib.suppress(ClientError):  # the upgrade is done either way
+                now = self.s3.head_object(Bucket=task.bucket, Key=task.key).get("Metadata", {})
+                if not md.needs_instruction_file({k.lower(): v for k, v in now.items()}):
                     delete_instruction_file(self.s3, task.bucket, task.key, {})
         return _record(
             task, "succeeded", f"upgraded from V{int(content.version)} to V3", bytes=size

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import urllib.parse
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,11 @@ def from_inventory(
         )
     if file_format == "CSV" and ("Key" not in schema or "Bucket" not in schema):
         raise ManifestError(f"{source}: fileSchema {schema!r} has no Bucket and Key columns")
+    if not bucket:
+        raise ManifestError(
+            f"{source}: no sourceBucket: an inventory names the bucket it lists, and its rows "
+            "are held to it"
+        )
     for name in files:
         data = read(name)
         rows = _csv_rows(data, schema, name) if file_format == "CSV" else _parquet_rows(data, name)
@@ -167,7 +173,7 @@ def _csv_rows(data: bytes, schema: list[str], name: str) -> Iterator[dict[str, s
     text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
     try:
         yield from _csv_fields(text, schema, name)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise ManifestError(f"{name}: a corrupt gzip file ({exc})") from None
 
 
