@@ -173,6 +173,8 @@ def _csv_rows(data: bytes, schema: list[str], name: str) -> Iterator[dict[str, s
     text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
     try:
         yield from _csv_fields(text, schema, name)
+    except GeneratorExit:  # closed early (even at exit, when modules are torn down)
+        raise
     except (OSError, EOFError, zlib.error) as exc:
         raise ManifestError(f"{name}: a corrupt gzip file ({exc})") from None
 
