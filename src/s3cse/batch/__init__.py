@@ -24,13 +24,12 @@ from .. import _keyfiles
 from ..errors import ConfigurationError
 from ._job import REPORT_COLUMNS, JobDir, Summary, report_csv, run_tasks
 from ._lambda import lambda_handler
-from ._operations import OPERATIONS, WRITES, Operation, Record, Worker, describe_for_census
+from ._operations import OPERATIONS, Operation, Record, Worker, describe_for_census
 from ._tasks import ManifestError, Task, from_batch_csv, from_inventory, from_prefix, selected
 
 __all__ = [
     "OPERATIONS",
     "REPORT_COLUMNS",
-    "WRITES",
     "JobDir",
     "JobSpec",
     "KeyRefs",

@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 Operation = Literal["census", "rewrap", "upgrade", "encrypt", "verify"]
 OPERATIONS: tuple[Operation, ...] = ("census", "rewrap", "upgrade", "encrypt", "verify")
-#: What each operation writes (census and verify write nothing).
-WRITES = {"rewrap", "upgrade", "encrypt"}
 
 Status = Literal["succeeded", "skipped", "conflict", "throttled", "failed"]
 _THROTTLED = {
@@ -182,6 +180,14 @@ class Worker:
             )
         return head, None
 
+    def _object_itself(self, task: Task) -> tuple[dict[str, Any], Record | None]:
+        """As :meth:`_current`, and a Record too when the key is the instruction file of
+        an object beside it (which goes with that object, never on its own)."""
+        head, other = self._current(task)
+        if other is None and self._is_instruction_file(task, head):
+            other = _record(task, "skipped", "the instruction file of an object beside it")
+        return head, other
+
     def _content(self, task: Task, head: Mapping[str, Any]) -> md.ContentMetadata:
         return read_content_metadata(self.s3, task.bucket, task.key, head.get("Metadata", {}))
 
@@ -240,11 +246,9 @@ class Worker:
         return _record(task, "succeeded", _done("re-wrapped", self.dryrun), bytes=size)
 
     def _verify(self, task: Task) -> Record:
-        head, other = self._current(task)
+        head, other = self._object_itself(task)
         if other is not None:
             return other
-        if self._is_instruction_file(task, head):
-            return _record(task, "skipped", "the instruction file of an object beside it")
         size = int(head.get("ContentLength") or 0)
         try:
             content = self._content(task, head)
@@ -263,11 +267,9 @@ class Worker:
         return _record(task, "succeeded", "authenticated", bytes=size)
 
     def _upgrade(self, task: Task) -> Record:
-        head, other = self._current(task)
+        head, other = self._object_itself(task)
         if other is not None:
             return other
-        if self._is_instruction_file(task, head):
-            return _record(task, "skipped", "the instruction file of an object beside it")
         try:
             content = self._content(task, head)
         except NotEncryptedError:
@@ -305,11 +307,9 @@ class Worker:
         )
 
     def _encrypt(self, task: Task) -> Record:
-        head, other = self._current(task)
+        head, other = self._object_itself(task)
         if other is not None:
             return other
-        if self._is_instruction_file(task, head):
-            return _record(task, "skipped", "the instruction file of an object beside it")
         size = int(head.get("ContentLength") or 0)
         try:
             content = self._content(task, head)
