@@ -1,6 +1,6 @@
 """s3cse: client-side encryption for Amazon S3, in the AWS S3 Encryption Client format."""
 
-from ._rewrap import ReencryptSummary
+from .batch._prefix import ReencryptSummary
 from .client import DEFAULT_BUFFER_SIZE, EncryptionClient
 from .core.ciphers import RangePlan, plan_range
 from .core.envelope import (

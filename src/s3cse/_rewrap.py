@@ -11,14 +11,10 @@ rewritten with ``CopySourceIfMatch`` on the object's ETag. A lost race is a
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import contextvars
-import dataclasses
 import logging
-import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -30,13 +26,11 @@ from .core import metadata as md
 from .core.envelope import MaterialsSource, can_unwrap, rewrap
 from .errors import (
     IntegrityError,
-    NotEncryptedError,
-    S3CSEError,
     WriteConflictError,
     located,
 )
 
-__all__ = ["ReencryptSummary", "reencrypt", "reencrypt_prefix"]
+__all__ = ["authenticate", "is_instruction_file", "reencrypt", "rewrite_arguments"]
 
 log = logging.getLogger(__name__)
 
@@ -68,31 +62,6 @@ _CHECKSUM_ALGORITHMS = {
 }
 #: Caller arguments every request of a rotation carries.
 _ACCESS = ("ExpectedBucketOwner", "RequestPayer")
-
-
-@dataclasses.dataclass
-class ReencryptSummary:
-    """What :meth:`EncryptionClient.reencrypt_prefix` did: every listed key is in exactly
-    one of the lists (``verified`` says which of them had their content authenticated)."""
-
-    done: list[str] = dataclasses.field(default_factory=list)
-    skipped: list[str] = dataclasses.field(default_factory=list)
-    not_encrypted: list[str] = dataclasses.field(default_factory=list)
-    instruction_files: list[str] = dataclasses.field(default_factory=list)
-    conflicts: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    verified: list[str] = dataclasses.field(default_factory=list)
-
-    def __str__(self) -> str:
-        text = (
-            f"{len(self.done)} re-encrypted, {len(self.skipped)} already under the new key, "
-            f"{len(self.not_encrypted)} not encrypted, {len(self.instruction_files)} "
-            f"instruction files, {len(self.conflicts)} changed meanwhile (not touched), "
-            f"{len(self.failed)} failed"
-        )
-        if self.verified:
-            text += f"; {len(self.verified)} authenticated first"
-        return text
 
 
 def is_instruction_file(
@@ -175,18 +144,20 @@ def reencrypt(
     extra: Mapping[str, Any] | None = None,
     verify: bool = False,
     dryrun: bool = False,
+    head: Mapping[str, Any] | None = None,
 ) -> str:
     """Re-wrap one object's data key under ``new_keyring``; see
     :meth:`EncryptionClient.reencrypt`. Returns ``"rotated"``, ``"skipped"`` or
     ``"instruction-file"`` (the key is the instruction file of an object beside it).
     ``dryrun``: everything but the write ("rotated": it would be; the data key was
-    unwrapped with the old key and wrapped with the new one, and dropped)."""
+    unwrapped with the old key and wrapped with the new one, and dropped). ``head``:
+    the object's HEAD (with ``ChecksumMode="ENABLED"``) when the caller has made it."""
     extra = dict(extra or {})
-    head: dict[str, Any] = dict(
-        store.s3.head_object(
+    if head is None:
+        head = store.s3.head_object(
             Bucket=bucket, Key=key, ChecksumMode="ENABLED", **_s3args.forward("head", extra)
         )
-    )
+    head = dict(head)
     etag = str(head.get("ETag") or "")
     metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
     if not etag:
@@ -357,85 +328,3 @@ def _rewrite_metadata(
                 **_s3args.forward("abort_multipart_upload", args),
             )
         raise
-
-
-def _list_keys(
-    store: ObjectStore, bucket: str, prefix: str, extra: Mapping[str, Any]
-) -> Iterable[str]:
-    paginator = store.s3.get_paginator("list_objects_v2")
-    access = {k: extra[k] for k in _ACCESS if k in extra}
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **access):
-        for item in page.get("Contents", []):
-            yield item["Key"]
-
-
-def reencrypt_prefix(
-    store: ObjectStore,
-    bucket: str,
-    prefix: str,
-    new_keyring: MaterialsSource,
-    *,
-    max_workers: int = 8,
-    progress: Callable[[str, str], Any] | None = None,
-    encryption_context: Mapping[str, str] | None = None,
-    new_encryption_context: Mapping[str, str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    verify: bool = False,
-    dryrun: bool = False,
-) -> ReencryptSummary:
-    """Rotate every object under ``prefix`` concurrently; see
-    :meth:`EncryptionClient.reencrypt_prefix`. No one object's failure stops the run,
-    whatever it raises: it is reported in the summary with the others."""
-    summary = ReencryptSummary()
-    lock = threading.Lock()
-
-    def one(key: str) -> None:
-        where: list[Any]
-        try:
-            status = reencrypt(
-                store,
-                bucket,
-                key,
-                new_keyring,
-                encryption_context=encryption_context,
-                new_encryption_context=new_encryption_context,
-                extra=extra,
-                verify=verify,
-                dryrun=dryrun,
-            )
-        except NotEncryptedError:
-            status, where, detail = "not-encrypted", summary.not_encrypted, None
-        except WriteConflictError as exc:
-            status, where, detail = "conflict", summary.conflicts, exc.message
-        except S3CSEError as exc:
-            status, where, detail = "failed", summary.failed, exc.message
-        except Exception as exc:  # a connection error, a bug: this object, not the run
-            status, where, detail = "failed", summary.failed, f"{type(exc).__name__}: {exc}"
-        else:
-            where = {
-                "rotated": summary.done,
-                "skipped": summary.skipped,
-                "instruction-file": summary.instruction_files,
-            }[status]
-            detail = None
-        with lock:
-            entry: Any = key if detail is None else (key, detail)
-            where.append(entry)
-            if verify and status in ("rotated", "skipped"):
-                summary.verified.append(key)
-        if progress is not None:
-            progress(key, status)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers) as pool:
-        pending: set[concurrent.futures.Future[None]] = set()
-        for key in _list_keys(store, bucket, prefix, extra or {}):
-            if len(pending) >= max_workers * 4:
-                done, pending = concurrent.futures.wait(
-                    pending, return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                for future in done:
-                    future.result()
-            pending.add(pool.submit(contextvars.copy_context().run, one, key))
-        for future in concurrent.futures.as_completed(pending):
-            future.result()
-    return summary

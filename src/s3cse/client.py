@@ -18,8 +18,8 @@ from . import _rewrap, _s3args, transfer
 from ._body import DecryptedBody
 from ._download import decrypt_stream, plaintext_body, read_chunks, without_redundant_checksum
 from ._objects import ObjectStore, delete_object, not_encrypted_error, read_content_metadata
-from ._rewrap import ReencryptSummary
 from ._upload import MultipartUpload, plaintext_source, put_object
+from .batch._prefix import ReencryptSummary, rewrap_prefix
 from .core import metadata as md
 from .core.ciphers import plan_range
 from .core.envelope import (
@@ -526,16 +526,16 @@ class EncryptionClient:
         listed key is accounted for in the summary; one object's failure, whatever it
         is, is reported there and the run goes on. ``dryrun``: read and decide as a run
         would (``done`` lists what would be re-encrypted), write nothing."""
-        return _rewrap.reencrypt_prefix(
+        return rewrap_prefix(
             self._store,
             Bucket,
             Prefix,
             new_keyring,
-            max_workers=max_workers,
+            workers=max_workers,
             progress=progress,
             encryption_context=EncryptionContext,
             new_encryption_context=NewEncryptionContext,
-            extra=extra,
+            request_args=extra,
             verify=verify,
             dryrun=dryrun,
         )

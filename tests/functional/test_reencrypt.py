@@ -384,3 +384,55 @@ def test_a_metadata_rewrite_keeps_this_attribute(
     before = _stored_attributes(memory)
     assert client.reencrypt(BUCKET, KEY, other_keyring()) == "rotated"
     assert _stored_attributes(memory) == before, attribute
+
+
+def test_reencrypt_prefix_is_a_batch_rewrap_one_head_and_one_copy_per_object(
+    memory: MemoryS3, client: s3cse.EncryptionClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("p/a", "p/b", "p/c"):
+        client.put_object(Bucket=BUCKET, Key=name, Body=PLAINTEXT, **SSE_C)
+    before = len(memory.calls)
+    records = []
+
+    from s3cse.batch import _prefix
+
+    real_run = _prefix.run_tasks
+
+    def spy(worker, tasks, **kwargs):  # the batch engine runs it, with the batch Worker
+        records.append(type(worker).__name__)
+        return real_run(worker, tasks, **kwargs)
+
+    monkeypatch.setattr(_prefix, "run_tasks", spy)
+    summary = client.reencrypt_prefix(BUCKET, "p/", other_keyring(), **SSE_C)
+
+    assert records == ["Worker"]
+    assert sorted(summary.done) == ["p/a", "p/b", "p/c"]
+    assert sorted(memory.operations()[before:]) == ["CopyObject"] * 3 + ["HeadObject"] * 3 + [
+        "ListObjectsV2"
+    ]
+    assert all(
+        c["SSECustomerKey"] == SSE_C["SSECustomerKey"] for c in memory.calls_to("HeadObject")[-3:]
+    )
+    for name in ("p/a", "p/b", "p/c"):
+        assert _read_with(memory, other_keyring(), name, **SSE_C) == PLAINTEXT
+
+
+def test_reencrypt_prefix_keeps_the_clients_commitment_policy(memory: MemoryS3) -> None:
+    from s3cse.core.suites import AlgorithmSuite
+
+    v2 = s3cse.EncryptionClient(
+        memory,
+        keyring(),
+        commitment_policy="FORBID_ENCRYPT_ALLOW_DECRYPT",
+        encryption_algorithm=AlgorithmSuite.AES_256_GCM_IV12_TAG16_NO_KDF,
+    )
+    v2.put_object(Bucket=BUCKET, Key="p/v2", Body=PLAINTEXT)
+    strict = s3cse.EncryptionClient(memory, keyring())  # V3 only, on reads too
+
+    refused = strict.reencrypt_prefix(BUCKET, "p/", other_keyring())
+    assert [key for key, _ in refused.failed] == ["p/v2"]
+
+    lenient = s3cse.EncryptionClient(
+        memory, keyring(), commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT"
+    )
+    assert lenient.reencrypt_prefix(BUCKET, "p/", other_keyring()).done == ["p/v2"]

@@ -131,3 +131,109 @@ def test_the_lambda_handler_answers_malformed_events_per_task_and_never_raises()
         None,
     )
     assert [r["resultCode"] for r in answer["results"]] == ["PermanentFailure"] * 2
+
+
+class _StubWorker:
+    """What the engine needs of a Worker, with no store: odd-numbered tasks fail on the
+    first run, everything succeeds afterwards."""
+
+    operation, dryrun, s3 = "verify", False, None
+
+    def __init__(self, failing=()):
+        import threading
+
+        self.cancel = threading.Event()
+        self.failing = set(failing)
+
+    def run(self, task):
+        if task.key in self.failing:
+            return Record(task.bucket, task.key, None, "failed", "a bad tag", "IntegrityError")
+        return Record(task.bucket, task.key, None, "succeeded", "authenticated", bytes=3)
+
+
+def _tasks(count):
+    return (batch.Task("b", f"k{i:06d}") for i in range(count))
+
+
+def test_a_rerun_reports_every_task_once_with_what_it_came_to(tmp_path):
+    job = str(tmp_path / "job")
+    odd = {f"k{i:06d}" for i in range(1, 40, 2)}
+    first = batch.run(_StubWorker(odd), _tasks(40), job_dir=job, workers=3)
+    assert first.counts == {"succeeded": 20, "failed": 20}
+    second = batch.run(
+        _StubWorker(), _tasks(40), job_dir=job, workers=3, report=str(tmp_path / "copy.csv")
+    )
+    assert second.already_done == 20 and second.counts == {"succeeded": 40}
+    assert second.bytes == 120
+    lines = (tmp_path / "job" / "checkpoint.jsonl").read_text().splitlines()
+    assert len(lines) == 60  # every record of both runs
+    report = (tmp_path / "job" / "report.csv").read_text().splitlines()
+    assert sorted(report) == [
+        f"b,k{i:06d},,succeeded,,200,succeeded: authenticated" for i in range(40)
+    ]
+    assert (tmp_path / "copy.csv").read_text().splitlines() == report
+    assert json.loads((tmp_path / "job" / "summary.json").read_text())["counts"] == {
+        "succeeded": 40
+    }
+
+
+def test_a_stopped_rerun_still_reports_what_earlier_runs_left_failed(tmp_path):
+    job = str(tmp_path / "job")
+    batch.run(_StubWorker({"k000001"}), _tasks(3), job_dir=job, workers=1)
+    batch.run(_StubWorker(), iter(()), job_dir=job, workers=1)  # reaches no task
+    report = (tmp_path / "job" / "report.csv").read_text().splitlines()
+    assert "b,k000001,,failed,IntegrityError,,failed: a bad tag" in report and len(report) == 3
+
+
+def test_a_report_without_a_job_dir_is_written_as_the_run_goes_and_whole_or_not_at_all(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "report.csv"
+    batch.run(_StubWorker({"k000000"}), _tasks(5), workers=2, report=str(path))
+    assert len(path.read_text().splitlines()) == 5
+
+    def broken():
+        yield batch.Task("b", "first")
+        raise RuntimeError("the listing broke")
+
+    with pytest.raises(RuntimeError):
+        batch.run(_StubWorker(), broken(), workers=2, report=str(tmp_path / "other.csv"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]  # nothing half-written
+
+
+def test_a_job_of_many_objects_keeps_no_records_in_memory():
+    import tracemalloc
+
+    from s3cse.batch._job import run_tasks
+
+    seen = 0
+
+    def count(_record):
+        nonlocal seen
+        seen += 1
+
+    tracemalloc.start()
+    try:
+        summary = run_tasks(_StubWorker(), _tasks(20_000), workers=2, progress=count)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary.counts == {"succeeded": 20_000} and seen == 20_000
+    # 20,000 records kept would take some 8 MB; the window in flight takes a few KB.
+    assert peak < 2 * 1024 * 1024, peak
+
+
+def test_a_local_checkpoint_is_read_line_by_line(tmp_path, monkeypatch):
+    directory = batch.JobDir(str(tmp_path / "job"))
+    directory.append([Record("b", f"k{i}", None, "succeeded", "ok") for i in range(3)])
+    with open(tmp_path / "job" / "checkpoint.jsonl", "a") as f:
+        f.write('{"cut off by a crash')
+    directory.append([Record("b", "k1", None, "failed", "later", "X")])
+    records = directory.records()
+    assert not isinstance(records, list)  # a generator over the open file
+    assert [(r.key, r.status) for r in records] == [
+        ("k0", "succeeded"),
+        ("k1", "succeeded"),
+        ("k2", "succeeded"),
+        ("k1", "failed"),
+    ]

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import _keyfiles
 from ..errors import ConfigurationError
-from ._job import REPORT_COLUMNS, JobDir, Summary, report_csv, run_tasks
+from ._job import REPORT_COLUMNS, JobDir, ReportFile, Summary, report_csv, run_tasks
 from ._lambda import lambda_handler
 from ._operations import OPERATIONS, Operation, Record, Worker, describe_for_census
 from ._tasks import ManifestError, Task, from_batch_csv, from_inventory, from_prefix, selected
@@ -297,23 +297,41 @@ def run(
                 and (bool(own) or t.key in names or t.key.startswith("checkpoint/"))
             )
         )
-    if dask is not None:
-        if not isinstance(spec, JobSpec):
-            raise ConfigurationError(
-                "the Dask engine takes a JobSpec (keys by reference), not a built Worker"
-            )
-        from ._dask import run_on_dask
+    if dask is not None and not isinstance(spec, JobSpec):
+        raise ConfigurationError(
+            "the Dask engine takes a JobSpec (keys by reference), not a built Worker"
+        )
+    # The report: from the checkpoint at the end with a job directory (every task of
+    # every run, the last record of each), else written row by row as this run goes.
+    keeps_state = directory is not None and not worker.dryrun
+    streamed = ReportFile(report) if report and not keeps_state else None
+    seen = progress
+    if streamed is not None:
 
-        summary, records = run_on_dask(
-            spec, tasks, dask, job_dir=directory, threads_per_worker=workers, progress=progress
-        )
-    else:
-        summary, records = run_tasks(
-            worker, tasks, job_dir=directory, workers=workers, progress=progress, stop=stop
-        )
-    if directory is not None and not worker.dryrun:
-        directory.write_report(records, summary)
-    if report:
-        with open(report, "w", encoding="utf-8") as f:
-            f.write(report_csv(records))
+        def seen(record: Record) -> None:
+            streamed.add(record)
+            if progress is not None:
+                progress(record)
+
+    try:
+        if dask is not None:
+            from ._dask import run_on_dask
+
+            assert isinstance(spec, JobSpec)
+            summary = run_on_dask(
+                spec, tasks, dask, job_dir=directory, threads_per_worker=workers, progress=seen
+            )
+        else:
+            summary = run_tasks(
+                worker, tasks, job_dir=directory, workers=workers, progress=seen, stop=stop
+            )
+    except BaseException:
+        if streamed is not None:
+            streamed.discard()
+        raise
+    if streamed is not None:
+        streamed.finish()
+    if keeps_state:
+        assert directory is not None
+        directory.write_report(summary, copy_to=report)
     return summary

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._job import JobDir, Summary
+from ._job import JobDir, Summary, task_digest
 from ._operations import Record, Worker
 from ._tasks import Task
 
@@ -51,10 +51,11 @@ def run_on_dask(
     partition_size: int = 100,
     threads_per_worker: int = 8,
     progress: Callable[[Record], Any] | None = None,
-) -> tuple[Summary, list[Record]]:
+) -> Summary:
     """Run the JobSpec ``spec`` over ``tasks`` on the cluster of ``client`` (a
     ``distributed.Client``); at most two partitions per worker are queued at once.
-    ``max_kms_rps`` is shared out among the workers."""
+    ``max_kms_rps`` is shared out among the workers. ``progress`` is called with each
+    record, in this process; no record is kept here."""
     from distributed import as_completed
 
     started = time.monotonic()
@@ -62,17 +63,12 @@ def run_on_dask(
     if spec.max_kms_rps:
         spec = dataclasses.replace(spec, max_kms_rps=spec.max_kms_rps / workers)
     summary = Summary(spec.operation, dryrun=spec.dryrun)
-    finished = job_dir.finished() if job_dir is not None and not spec.dryrun else {}
-    records: list[Record] = []
+    done_before = job_dir.load(summary) if job_dir is not None and not spec.dryrun else set()
 
     def fresh() -> Iterable[Task]:
         for task in tasks:
-            earlier = finished.get(task.id)
-            if earlier is not None and earlier.done:
-                summary.already_done += 1
-                summary.add(earlier)
-                records.append(earlier)
-                continue
+            if done_before and task_digest(task) in done_before:
+                continue  # counted when the checkpoint was read
             yield task
 
     remaining = iter(fresh())
@@ -89,7 +85,6 @@ def run_on_dask(
         done: list[Record] = future.result()
         for record in done:
             summary.add(record)
-            records.append(record)
             if progress is not None:
                 progress(record)
         if job_dir is not None and not spec.dryrun:
@@ -98,4 +93,4 @@ def run_on_dask(
         if next_chunk:
             queue.add(client.submit(_partition, spec, next_chunk, threads_per_worker, pure=False))
     summary.seconds = time.monotonic() - started
-    return summary, records
+    return summary

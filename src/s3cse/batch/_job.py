@@ -4,11 +4,15 @@ thread pool in this process."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import contextvars
 import csv
+import hashlib
 import io
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -21,7 +25,15 @@ from ..errors import ConfigurationError
 from ._operations import Record, Worker
 from ._tasks import Task
 
-__all__ = ["JobDir", "Summary", "run_tasks"]
+__all__ = [
+    "JobDir",
+    "ReportFile",
+    "Summary",
+    "report_csv",
+    "report_row",
+    "run_tasks",
+    "task_digest",
+]
 
 #: Columns of the report: those of an S3 Batch Operations completion report.
 REPORT_COLUMNS = (
@@ -169,20 +181,32 @@ class JobDir:
             )
 
     # -- checkpoints
-    def finished(self) -> dict[str, Record]:
-        """The last record of every task a run has recorded, by task id."""
-        records: dict[str, Record] = {}
-        for chunk in self._chunks():
-            for line in chunk.decode("utf-8", errors="replace").splitlines():
+    def load(self, summary: Summary) -> set[bytes]:
+        """What earlier runs finished for good: their records are added to ``summary``
+        (as ``already_done``), and the ids of their tasks returned (as :func:`task_digest`,
+        16 bytes each: a job of ten million objects keeps 0.8 GB, not its records)."""
+        done: set[bytes] = set()
+        for record in self.records():
+            if record.done:
+                digest = task_digest(record.task)
+                if digest not in done:
+                    done.add(digest)
+                    summary.already_done += 1
+                    summary.add(record)
+        return done
+
+    def records(self) -> Iterator[Record]:
+        """Every record the checkpoint holds, in the order they were written (a task
+        retried has several; the last is what it came to)."""
+        for lines in self._chunks():
+            for line in lines:
                 if line.strip():
                     try:
-                        record = Record.from_json(line)
+                        yield Record.from_json(line)
                     except (ValueError, TypeError):
                         continue  # a line cut off by a crash: that task runs again
-                    records[record.task.id] = record
-        return records
 
-    def _chunks(self) -> Iterator[bytes]:
+    def _chunks(self) -> Iterator[Iterable[str]]:
         if self.location.startswith("s3://"):
             paginator = self._s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(
@@ -190,11 +214,16 @@ class JobDir:
             ):
                 for item in page.get("Contents", []):
                     response = self._s3.get_object(Bucket=self._bucket, Key=item["Key"])
-                    yield bytes(response["Body"].read())
+                    data = bytes(response["Body"].read())
+                    yield data.decode("utf-8", errors="replace").splitlines()
             return
-        data = self._read("checkpoint.jsonl")
-        if data:
-            yield data
+        try:
+            with open(
+                os.path.join(self.location, "checkpoint.jsonl"), encoding="utf-8", errors="replace"
+            ) as f:
+                yield f  # line by line: never the whole file in memory
+        except FileNotFoundError:
+            return
 
     def append(self, records: list[Record]) -> None:
         """Record finished tasks durably (a crash afterwards does not redo them)."""
@@ -215,9 +244,90 @@ class JobDir:
                 f.flush()
                 os.fsync(f.fileno())
 
-    def write_report(self, records: Iterable[Record], summary: Summary) -> None:
-        self._write("report.csv", report_csv(records).encode())
+    def write_report(self, summary: Summary, copy_to: str | None = None) -> None:
+        """``report.csv`` (the last record of every task, from the checkpoint, streamed
+        through a temporary file) and ``summary.json``; ``copy_to``: the report at that
+        local path too."""
+        last: dict[bytes, int] = {}
+        for number, record in enumerate(self.records()):
+            last[task_digest(record.task)] = number
+        with tempfile.TemporaryFile("w+b") as spool:
+            text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\n")
+            for number, record in enumerate(self.records()):
+                if last.get(task_digest(record.task)) == number:
+                    writer.writerow(report_row(record))
+            text.flush()
+            del last
+            if self.location.startswith("s3://"):
+                spool.seek(0)  # PutObject takes up to 5 GiB: some 50 million rows
+                self._s3.put_object(
+                    Bucket=self._bucket, Key=self._prefix + "report.csv", Body=spool
+                )
+            else:
+                spool.seek(0)
+                _copy_file(spool, os.path.join(self.location, "report.csv"))
+            if copy_to:
+                spool.seek(0)
+                _copy_file(spool, copy_to)
+            text.detach()
         self._write("summary.json", json.dumps(summary.as_dict(), indent=1).encode())
+
+
+def task_digest(task: Task) -> bytes:
+    """A task's id in 16 bytes, for the sets a job of millions keeps."""
+    return hashlib.blake2b(task.id.encode("utf-8"), digest_size=16).digest()
+
+
+def _copy_file(source: Any, path: str) -> None:
+    """``source`` (an open binary file) to ``path``, whole or not at all."""
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temporary, "wb") as f:
+            shutil.copyfileobj(source, f, 1024 * 1024)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+class ReportFile:
+    """A report written as a run goes, for runs without a job directory: rows go to a
+    temporary file beside ``path``, which takes its name when the run ends."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        self._file = open(self._temporary, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._writer = csv.writer(self._file, lineterminator="\n")
+
+    def add(self, record: Record) -> None:
+        self._writer.writerow(report_row(record))
+
+    def finish(self) -> None:
+        self._file.close()
+        os.replace(self._temporary, self.path)
+
+    def discard(self) -> None:
+        self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._temporary)
+
+
+def report_row(r: Record) -> list[str]:
+    """One record as a row of S3 Batch Operations' completion report (REPORT_COLUMNS)."""
+    return [
+        r.bucket,
+        r.key,
+        r.version_id or "",
+        "succeeded" if r.done else "failed",
+        r.error_code if not r.done else "",
+        "200" if r.done else ("412" if r.status == "conflict" else ""),
+        f"{r.status}: {r.message}",
+    ]
 
 
 def report_csv(records: Iterable[Record]) -> str:
@@ -226,17 +336,7 @@ def report_csv(records: Iterable[Record]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for r in records:
-        writer.writerow(
-            [
-                r.bucket,
-                r.key,
-                r.version_id or "",
-                "succeeded" if r.done else "failed",
-                r.error_code if not r.done else "",
-                "200" if r.done else ("412" if r.status == "conflict" else ""),
-                f"{r.status}: {r.message}",
-            ]
-        )
+        writer.writerow(report_row(r))
     return out.getvalue()
 
 
@@ -248,39 +348,35 @@ def run_tasks(
     workers: int = 8,
     progress: Callable[[Record], Any] | None = None,
     stop: threading.Event | None = None,
-    record_all: bool = True,
-) -> tuple[Summary, list[Record]]:
+) -> Summary:
     """Run ``worker`` over ``tasks`` on ``workers`` threads, at most a few times
-    ``workers`` tasks in flight (a listing of any length never piles up in memory).
-    With ``job_dir``: tasks a checkpoint has finished are skipped, and every record is
-    checkpointed as the job goes. ``stop`` (an Event) stops what has not started.
-    Returns the summary and, with ``record_all``, every record (for the report)."""
+    ``workers`` tasks in flight (a listing of any length never piles up in memory),
+    ``progress`` called with each record, from this thread. With ``job_dir``: tasks a
+    checkpoint has finished are skipped, and every record is checkpointed as the job
+    goes. ``stop`` (an Event) stops what has not started. No record is kept here."""
     started = time.monotonic()
     summary = Summary(worker.operation, dryrun=worker.dryrun)
-    finished = job_dir.finished() if job_dir is not None and not worker.dryrun else {}
-    records: list[Record] = []
+    done_before = job_dir.load(summary) if job_dir is not None and not worker.dryrun else set()
     pending_checkpoint: list[Record] = []
     last_flush = time.monotonic()
-    lock = threading.Lock()
 
     def flush(force: bool = False) -> None:
         nonlocal last_flush
-        if job_dir is None or worker.dryrun:
+        if job_dir is None or not checkpointing:
             return
-        with lock:
-            due = force or len(pending_checkpoint) >= _FLUSH_RECORDS
-            if not due and time.monotonic() - last_flush < _FLUSH_SECONDS:
-                return
-            batch = pending_checkpoint[:]
-            pending_checkpoint.clear()
-            last_flush = time.monotonic()
+        due = force or len(pending_checkpoint) >= _FLUSH_RECORDS
+        if not due and time.monotonic() - last_flush < _FLUSH_SECONDS:
+            return
+        batch = pending_checkpoint[:]
+        pending_checkpoint.clear()
+        last_flush = time.monotonic()
         job_dir.append(batch)
 
+    checkpointing = job_dir is not None and not worker.dryrun
+
     def take(record: Record) -> None:
-        with lock:
-            summary.add(record)
-            if record_all:
-                records.append(record)
+        summary.add(record)
+        if checkpointing:
             pending_checkpoint.append(record)
         if progress is not None:
             progress(record)
@@ -303,14 +399,8 @@ def run_tasks(
                     future.cancel()
                 worker.cancel.set()  # and rewrites under way stop at their next part
                 break
-            earlier = finished.get(task.id)
-            if earlier is not None and earlier.done:
-                summary.already_done += 1
-                with lock:
-                    summary.add(earlier)
-                    if record_all:
-                        records.append(earlier)
-                continue
+            if done_before and task_digest(task) in done_before:
+                continue  # counted when the checkpoint was read
             if len(window) >= workers * 4:
                 done, window = concurrent.futures.wait(
                     window, return_when=concurrent.futures.FIRST_COMPLETED
@@ -331,4 +421,4 @@ def run_tasks(
         window.clear()
         flush(force=True)
     summary.seconds = time.monotonic() - started
-    return summary, records
+    return summary

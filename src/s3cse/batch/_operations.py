@@ -14,11 +14,13 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import _rewrap
-from .._objects import delete_instruction_file, read_content_metadata
-from ..client import EncryptionClient
+from .. import _rewrap, _s3args, transfer
+from .._download import plaintext_body
+from .._objects import ObjectStore, delete_instruction_file, read_content_metadata
+from .._upload import put_object
 from ..core import metadata as md
-from ..core.envelope import MaterialsSource, can_unwrap
+from ..core.envelope import CryptoConfig, MaterialsSource, as_cmm, can_unwrap
+from ..core.suites import CommitmentPolicy
 from ..errors import IntegrityError, NotEncryptedError, S3CSEError, WriteConflictError
 from ._tasks import Task
 
@@ -46,7 +48,9 @@ class Record:
     """What one task came to. ``status``: succeeded (``message`` says what was done),
     skipped (nothing to do: already done, not the current version, ...), conflict
     (another writer changed the object; nothing was overwritten), throttled (S3 or KMS
-    said slow down), failed. ``census``: what census found (format, wrap, key, where)."""
+    said slow down), failed. ``census``: what census found (format, wrap, key, where).
+    ``outcome``: what was found or done, as one word for programs (``rewrapped``,
+    ``already-done``, ``not-encrypted``, ``instruction-file``, ``not-current``, ...)."""
 
     bucket: str
     key: str
@@ -56,6 +60,7 @@ class Record:
     error_code: str = ""
     bytes: int = 0
     census: dict[str, Any] | None = None
+    outcome: str = ""
 
     @property
     def done(self) -> bool:
@@ -78,7 +83,11 @@ class Record:
 class Worker:
     """Everything one process needs to run tasks: the S3 client, the keys that read
     (``keyring``) and the key that writes (``new_keyring``; None: the reading keys' first
-    one), and the job's options. Thread-safe: one Worker serves a whole pool."""
+    one), and the job's options. Thread-safe: one Worker serves a whole pool.
+
+    ``request_args``: what every request of a rewrap carries (SSE-C arguments,
+    ``RequestPayer``, ``ExpectedBucketOwner``, ``SSEKMSEncryptionContext``); rewrap and
+    census take them. ``instruction_file_suffix``: the name of the instruction files read."""
 
     operation: Operation
     s3: Any
@@ -90,10 +99,15 @@ class Worker:
     legacy_unauthenticated: bool = False
     verify: bool = False
     dryrun: bool = False
+    #: What the reading keys may decrypt: by default V1/V2 objects too (what upgrade is
+    #: for), V3 objects always.
+    commitment_policy: CommitmentPolicy | str = CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT
+    request_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    instruction_file_suffix: str = md.INSTRUCTION_FILE_SUFFIX
     #: Set to stop the rewrites under way at their next part (their uploads aborted).
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
-    _reader: EncryptionClient | None = dataclasses.field(default=None, repr=False)
-    _writer: EncryptionClient | None = dataclasses.field(default=None, repr=False)
+    _reader: ObjectStore | None = dataclasses.field(default=None, repr=False)
+    _writer: ObjectStore | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.operation not in OPERATIONS:
@@ -105,26 +119,34 @@ class Worker:
             raise ValueError("rewrap needs the new key")
         if self.operation in ("rewrap", "upgrade", "verify") and self.keyring is None:
             raise ValueError(f"{self.operation} needs the keys that read the objects")
+        if self.request_args and self.operation not in ("census", "rewrap"):
+            raise ValueError(
+                f"request_args are taken by census and rewrap, not by {self.operation}"
+            )
         reading = self.keyring or (self.new_keyring if self.operation == "encrypt" else None)
         if reading is not None:
             # Reads: V1/V2 objects (what upgrade exists for), legacy ones only behind
             # their switches; plaintext streams into the new encryption before its tag
             # is checked, and nothing is replaced until it is (see upgrade).
-            self._reader = EncryptionClient(
-                self.s3,
-                keyring=reading,  # type: ignore[arg-type]
-                commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT",
-                enable_legacy_wrapping=self.legacy_wrapping,
-                enable_legacy_unauthenticated_modes=self.legacy_unauthenticated,
-                enable_delayed_authentication=True,
+            self._reader = ObjectStore(
+                s3=self.s3,
+                cmm=as_cmm(reading),
+                config=CryptoConfig(
+                    commitment_policy=self.commitment_policy,
+                    enable_legacy_wrapping=self.legacy_wrapping,
+                    enable_legacy_unauthenticated_modes=self.legacy_unauthenticated,
+                ),
+                instruction_file_suffix=self.instruction_file_suffix,
             )
         writing = self.new_keyring or self.keyring
         if writing is not None and self.operation in ("upgrade", "encrypt"):
-            self._writer = EncryptionClient(self.s3, keyring=writing)  # type: ignore[arg-type]
             # The object is replaced in place: its key must go in with it, never in a
             # second write that a failure could leave undone.
-            self._writer._store = dataclasses.replace(
-                self._writer._store, auto_instruction_file=False
+            self._writer = ObjectStore(
+                s3=self.s3,
+                cmm=as_cmm(writing),
+                config=CryptoConfig(),
+                auto_instruction_file=False,
             )
 
     # ------------------------------------------------------------ one task
@@ -171,12 +193,16 @@ class Worker:
 
     def _current(self, task: Task) -> tuple[dict[str, Any], Record | None]:
         """HEAD of the current version; a Record instead when the task names another."""
-        head = dict(self.s3.head_object(Bucket=task.bucket, Key=task.key))
+        args = _s3args.forward("head", self.request_args)
+        if self.operation == "rewrap":
+            args["ChecksumMode"] = "ENABLED"  # a metadata rewrite keeps the checksum's kind
+        head = dict(self.s3.head_object(Bucket=task.bucket, Key=task.key, **args))
         if task.version_id and head.get("VersionId") not in (None, task.version_id):
             return head, _record(
                 task,
                 "skipped",
                 "not the current version: older versions keep their old key and format",
+                outcome="not-current",
             )
         return head, None
 
@@ -185,15 +211,27 @@ class Worker:
         an object beside it (which goes with that object, never on its own)."""
         head, other = self._current(task)
         if other is None and self._is_instruction_file(task, head):
-            other = _record(task, "skipped", "the instruction file of an object beside it")
+            other = _instruction_file(task)
         return head, other
 
     def _content(self, task: Task, head: Mapping[str, Any]) -> md.ContentMetadata:
-        return read_content_metadata(self.s3, task.bucket, task.key, head.get("Metadata", {}))
+        return read_content_metadata(
+            self.s3,
+            task.bucket,
+            task.key,
+            head.get("Metadata", {}),
+            self.instruction_file_suffix,
+            self.request_args,
+        )
 
     def _is_instruction_file(self, task: Task, head: Mapping[str, Any]) -> bool:
         metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-        return _rewrap.is_instruction_file(self.s3, task.bucket, task.key, metadata, {})
+        access = {
+            k: v
+            for k, v in _s3args.forward("ranged_get", self.request_args).items()
+            if k != "VersionId"
+        }
+        return _rewrap.is_instruction_file(self.s3, task.bucket, task.key, metadata, access)
 
     # ------------------------------------------------------------ the operations
 
@@ -218,32 +256,41 @@ class Worker:
                 found = describe_for_census(content)
         found["bytes"] = size
         label = ", ".join(str(found[k]) for k in ("format", "wrap", "key", "location"))
-        return _record(task, "succeeded", label, bytes=size, census=found)
+        return _record(task, "succeeded", label, bytes=size, census=found, outcome="counted")
 
     def _rewrap(self, task: Task) -> Record:
         head, other = self._current(task)
         if other is not None:
             return other
-        assert self.new_keyring is not None
+        assert self.new_keyring is not None and self._reader is not None
         try:
             status = _rewrap.reencrypt(
-                self._reader._store,  # type: ignore[union-attr]
+                self._reader,
                 task.bucket,
                 task.key,
                 self.new_keyring,
                 encryption_context=self.encryption_context,
                 new_encryption_context=self.new_encryption_context,
+                extra=self.request_args,
                 verify=self.verify,
                 dryrun=self.dryrun,
+                head=head,
             )
         except NotEncryptedError:
-            return _record(task, "skipped", "not encrypted (encrypt it with batch encrypt)")
+            return _record(
+                task,
+                "skipped",
+                "not encrypted (encrypt it with batch encrypt)",
+                outcome="not-encrypted",
+            )
         size = int(head.get("ContentLength") or 0)
         if status == "instruction-file":
-            return _record(task, "skipped", "the instruction file of an object beside it")
+            return _instruction_file(task)
         if status == "skipped":
-            return _record(task, "skipped", "already under the new key")
-        return _record(task, "succeeded", _done("re-wrapped", self.dryrun), bytes=size)
+            return _record(task, "skipped", "already under the new key", outcome="already-done")
+        return _record(
+            task, "succeeded", _done("re-wrapped", self.dryrun), bytes=size, outcome="rewrapped"
+        )
 
     def _verify(self, task: Task) -> Record:
         head, other = self._object_itself(task)
@@ -256,7 +303,7 @@ class Worker:
             return _record(task, "failed", "not encrypted", "NotEncrypted", bytes=size)
         assert self._reader is not None
         _rewrap.authenticate(
-            self._reader._store,
+            self._reader,
             task.bucket,
             task.key,
             content,
@@ -264,7 +311,7 @@ class Worker:
             self.encryption_context,
             {},
         )
-        return _record(task, "succeeded", "authenticated", bytes=size)
+        return _record(task, "succeeded", "authenticated", bytes=size, outcome="authenticated")
 
     def _upgrade(self, task: Task) -> Record:
         head, other = self._object_itself(task)
@@ -273,28 +320,56 @@ class Worker:
         try:
             content = self._content(task, head)
         except NotEncryptedError:
-            return _record(task, "skipped", "not encrypted (encrypt it with batch encrypt)")
+            return _record(
+                task,
+                "skipped",
+                "not encrypted (encrypt it with batch encrypt)",
+                outcome="not-encrypted",
+            )
         assert self._reader is not None and self._writer is not None
         target = self.new_keyring or self.keyring
         assert target is not None
         if content.version == md.FormatVersion.V3 and can_unwrap(
             target,
             content,
-            self._reader._store.config,
+            self._reader.config,
             encryption_context=self.new_encryption_context or self.encryption_context,
         ):
-            return _record(task, "skipped", "already V3 under the target key")
+            return _record(
+                task, "skipped", "already V3 under the target key", outcome="already-done"
+            )
         size = int(head.get("ContentLength") or 0)
         if self.dryrun:
-            return _record(task, "succeeded", _done(f"upgraded from V{int(content.version)}", True))
-        response = self._reader.get_object(
-            Bucket=task.bucket,
-            Key=task.key,
-            IfMatch=head["ETag"],
-            **({"EncryptionContext": self.encryption_context} if self.encryption_context else {}),
+            return _record(
+                task,
+                "succeeded",
+                _done(f"upgraded from V{int(content.version)}", True),
+                outcome="upgraded",
+            )
+        # The key is unwrapped before the GET: a wrong key costs no download.
+        decryptor = self._reader.begin_decryptor(
+            task.bucket, task.key, content, self.encryption_context
         )
+        response = self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"])
+        announced = response.get("ContentLength")
+        try:
+            # Delayed authentication: plaintext streams into the new encryption, and the
+            # tag is checked at its end, before anything replaces the object.
+            body = plaintext_body(
+                response["Body"],
+                None if announced is None else int(announced),
+                decryptor,
+                task.bucket,
+                task.key,
+                delayed=True,
+                buffer_size=0,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                response["Body"].close()
+            raise
         context = self.new_encryption_context or self.encryption_context
-        self._replace(task, head, response, context, size=content.plaintext_length(size))
+        self._replace(task, head, body, response, context, size=content.plaintext_length(size))
         if content.from_instruction_file:
             # The new object holds its key in its metadata, so the old file is stale; but
             # only while the object is still ours (another writer's may need its file).
@@ -303,7 +378,11 @@ class Worker:
                 if not md.needs_instruction_file({k.lower(): v for k, v in now.items()}):
                     delete_instruction_file(self.s3, task.bucket, task.key, {})
         return _record(
-            task, "succeeded", f"upgraded from V{int(content.version)} to V3", bytes=size
+            task,
+            "succeeded",
+            f"upgraded from V{int(content.version)} to V3",
+            bytes=size,
+            outcome="upgraded",
         )
 
     def _encrypt(self, task: Task) -> Record:
@@ -324,7 +403,7 @@ class Worker:
                 assert self._reader is not None
                 try:
                     _rewrap.authenticate(
-                        self._reader._store,
+                        self._reader,
                         task.bucket,
                         task.key,
                         content,
@@ -340,28 +419,29 @@ class Worker:
                         f"authenticates it ({exc.message}): it may be plaintext beside a "
                         "planted instruction file; look at it before anything else",
                         "Ambiguous",
+                        outcome="ambiguous",
                     )
-            return _record(task, "skipped", "already encrypted")
+            return _record(task, "skipped", "already encrypted", outcome="already-done")
         if self.dryrun:
-            return _record(task, "succeeded", _done("encrypted", True))
-        assert self._writer is not None
+            return _record(task, "succeeded", _done("encrypted", True), outcome="encrypted")
         response = self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"])
         context = self.new_encryption_context or self.encryption_context
-        self._replace(task, head, response, context, size=size)
-        return _record(task, "succeeded", "encrypted in place", bytes=size)
+        self._replace(task, head, response["Body"], response, context, size=size)
+        return _record(task, "succeeded", "encrypted in place", bytes=size, outcome="encrypted")
 
     def _replace(
         self,
         task: Task,
         head: Mapping[str, Any],
+        body: Any,
         response: Mapping[str, Any],
         context: Mapping[str, str] | None,
         *,
         size: int | None,
     ) -> None:
-        """Write the content of ``response`` (a readable body) over the object, encrypted,
-        on the condition that the object is still the one HEAD saw, keeping its
-        attributes, user metadata and tags."""
+        """Write the plaintext ``body`` (read from ``response``) over the object,
+        encrypted, on the condition that the object is still the one HEAD saw, keeping
+        its attributes, user metadata and tags."""
         assert self._writer is not None
         user = {
             k: v
@@ -376,25 +456,34 @@ class Worker:
         extra.pop("ChecksumAlgorithm", None)  # a new checksum of the new ciphertext is S3's
         if context:
             extra["EncryptionContext"] = dict(context)
-        if int(response.get("TagCount") or 0):
-            tags = self.s3.get_object_tagging(Bucket=task.bucket, Key=task.key)["TagSet"]
-            extra["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
-        with contextlib.closing(response["Body"]) as body:
+        with contextlib.closing(body):
+            if int(response.get("TagCount") or 0):
+                tags = self.s3.get_object_tagging(Bucket=task.bucket, Key=task.key)["TagSet"]
+                extra["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
             if size is not None and size <= _WHOLE:
                 # Read to its end first: a delayed-authentication body checks its tag
                 # there, so nothing unauthenticated is written; one PUT, no multipart.
                 plaintext = body.read()
                 if self.cancel.is_set():
                     raise _Cancelled
-                self._writer.put_object(Bucket=task.bucket, Key=task.key, Body=plaintext, **extra)
+                put_object(
+                    self._writer,
+                    {"Bucket": task.bucket, "Key": task.key, "Body": plaintext, **extra},
+                )
                 return
 
             def stop_if_cancelled(_: int) -> None:
                 if self.cancel.is_set():
                     raise _Cancelled  # the multipart upload is aborted
 
-            self._writer.upload_fileobj(
-                body, task.bucket, task.key, ExtraArgs=extra, Callback=stop_if_cancelled
+            transfer.upload(
+                self._writer,
+                body,
+                task.bucket,
+                task.key,
+                extra_args=extra,
+                callback=stop_if_cancelled,
+                config=None,
             )
 
 
@@ -437,7 +526,22 @@ def _record(
     *,
     bytes: int = 0,
     census: dict[str, Any] | None = None,
+    outcome: str = "",
 ) -> Record:
     return Record(
-        task.bucket, task.key, task.version_id, status, message, error_code, bytes, census
+        task.bucket,
+        task.key,
+        task.version_id,
+        status,
+        message,
+        error_code,
+        bytes,
+        census,
+        outcome or status,
+    )
+
+
+def _instruction_file(task: Task) -> Record:
+    return _record(
+        task, "skipped", "the instruction file of an object beside it", outcome="instruction-file"
     )

@@ -10,7 +10,7 @@ import io
 import json
 import urllib.parse
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,15 +55,26 @@ def selected(name: str, filters: Sequence[tuple[str, str]]) -> bool:
 
 
 def from_prefix(
-    s3: Any, bucket: str, prefix: str, filters: Sequence[tuple[str, str]] = ()
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    filters: Sequence[tuple[str, str]] = (),
+    *,
+    access: Mapping[str, Any] | None = None,
+    instruction_files: bool = False,
 ) -> Iterator[Task]:
     """The objects under ``prefix`` (a paginated LIST), filters applied to the names
     relative to it. Instruction files are not tasks of their own: each goes with its
     object (a name ending in the suffix whose object is absent stays a task, so nothing
-    planted can hide from a job)."""
+    planted can hide from a job); ``instruction_files=True`` lists them too, for a
+    report that accounts for every key. ``access``: ``ExpectedBucketOwner`` and
+    ``RequestPayer`` for the LIST."""
     paginator = s3.get_paginator("list_objects_v2")
     previous: list[str] = []
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    wanted = {
+        k: v for k, v in (access or {}).items() if k in ("ExpectedBucketOwner", "RequestPayer")
+    }
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **wanted):
         keys = [item["Key"] for item in page.get("Contents", [])]
         # A listing is in key order, so an object precedes its instruction file: keep the
         # last page's keys to match one that starts the next page.
@@ -71,8 +82,10 @@ def from_prefix(
         for key in keys:
             if key.endswith("/") or not selected(key[len(prefix) :], filters):
                 continue
-            if key.endswith(INSTRUCTION_FILE_SUFFIX) and (
-                key[: -len(INSTRUCTION_FILE_SUFFIX)] in present
+            if (
+                not instruction_files
+                and key.endswith(INSTRUCTION_FILE_SUFFIX)
+                and key[: -len(INSTRUCTION_FILE_SUFFIX)] in present
             ):
                 continue
             yield Task(bucket, key)
