@@ -363,11 +363,17 @@ class ObjectStore:
             return begin_decryption(self.cmm, content, self.config, encryption_context=context)
 
 
-def delete_instruction_file(s3: Any, bucket: str, key: str, args: Mapping[str, Any]) -> None:
+def delete_instruction_file(
+    s3: Any,
+    bucket: str,
+    key: str,
+    args: Mapping[str, Any],
+    suffix: str = md.INSTRUCTION_FILE_SUFFIX,
+) -> None:
     """Delete the instruction file of ``key`` (needs no key; absent is fine)."""
     s3.delete_object(
         Bucket=bucket,
-        Key=f"{key}{md.INSTRUCTION_FILE_SUFFIX}",
+        Key=f"{key}{suffix}",
         **_s3args.forward("instruction_delete", args),
     )
 

@@ -436,3 +436,14 @@ def test_reencrypt_prefix_keeps_the_clients_commitment_policy(memory: MemoryS3) 
         memory, keyring(), commitment_policy="REQUIRE_ENCRYPT_ALLOW_DECRYPT"
     )
     assert lenient.reencrypt_prefix(BUCKET, "p/", other_keyring()).done == ["p/v2"]
+
+
+def test_reencrypt_prefix_rotates_an_object_whose_name_ends_in_a_slash(
+    memory: MemoryS3, client: s3cse.EncryptionClient
+) -> None:
+    client.put_object(Bucket=BUCKET, Key="p/folder/", Body=PLAINTEXT)
+
+    summary = client.reencrypt_prefix(BUCKET, "p/", other_keyring())
+
+    assert summary.done == ["p/folder/"]
+    assert _read_with(memory, other_keyring(), "p/folder/") == PLAINTEXT

@@ -371,6 +371,31 @@ def test_the_batch_command_as_a_user_drives_it(s3, bucket, keys, tmp_path):
     assert rows["cli/b"][3:5] == ["failed", "IntegrityError"] and rows["cli/a"][3] == "succeeded"
     usage = run("batch", "rewrap", f"s3://{bucket}/cli/", "--aes-key", old)
     assert usage.returncode == 2 and b"--to-kms-key-id" in usage.stderr
+    # A manifest: TARGET scopes it. Rows outside the prefix are left out; a manifest
+    # naming another bucket is refused before anything runs; TARGET cannot be left out.
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"{bucket},cli/a\n{bucket},cli/b\n{bucket},other/c\n")
+    scoped = run(
+        "batch", "census", f"s3://{bucket}/cli/", "--manifest", str(manifest), check_code=0
+    )
+    assert b"census: 2 objects" in scoped.stdout
+    manifest.write_text(f"{bucket},cli/a\nsomeone-elses-bucket,cli/a\n")
+    refused = run(
+        "batch",
+        "upgrade",
+        f"s3://{bucket}/cli/",
+        "--manifest",
+        str(manifest),
+        "--aes-key",
+        new,
+        "--job-dir",
+        str(tmp_path / "refused"),
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert b"someone-elses-bucket" in refused.stderr and b"split the manifest" in refused.stderr
+    assert not os.path.exists(tmp_path / "refused" / "checkpoint.jsonl")  # nothing ran
+    missing = run("batch", "census", "--manifest", str(manifest))
+    assert missing.returncode == 2 and b"TARGET" in missing.stderr
 
 
 @pytest.mark.seaweedfs_only(
@@ -568,3 +593,55 @@ def test_a_job_dir_at_the_bucket_root_is_never_its_own_task(s3, bucket, keys):
         json.loads(s3.get_object(Bucket=bucket, Key="job.json")["Body"].read())["operation"]
         == "encrypt"
     )
+
+
+@pytest.mark.seaweedfs_only("the terminal display is the command's, not the store's")
+def test_on_a_terminal_a_job_shows_objects_rates_and_for_a_manifest_the_time_left(
+    s3, bucket, keys, tmp_path
+):
+    import pty
+    import re
+    import select
+    import subprocess
+    import time
+
+    from tests.integration.test_cli import S3CSE
+
+    old, _ = keys
+    writer = s3cse.EncryptionClient(s3, keyring=_keyring(old))
+    for i in range(3):
+        writer.put_object(Bucket=bucket, Key=f"tty/{i}", Body=b"x" * 1000)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("".join(f"{bucket},tty/{i}\n" for i in range(3)))
+    controller, terminal = pty.openpty()  # the command's stderr is a terminal, as a user's
+    command = [S3CSE, "batch", "verify", f"s3://{bucket}/tty/", "--manifest", str(manifest)]
+    proc = subprocess.Popen(
+        [*command, "--aes-key", old],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+    )
+    os.close(terminal)  # the command holds the only other end now
+    drawn = b""
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # read as it draws (a full buffer stops it)
+            if not select.select([controller], [], [], 1.0)[0]:
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the command closed its end, all of it read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        stdout = proc.communicate(timeout=300)[0]
+    finally:
+        os.close(controller)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, drawn
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", drawn).decode(errors="replace")
+    assert "3/3" in text and "objects/s" in text and "3.0 kB at" in text, text
+    assert re.search(r"\d:\d\d:\d\d", text), text  # the time left (0:00:00 at the end)
+    assert b"verify: 3 objects: 3 succeeded" in stdout

@@ -239,6 +239,7 @@ def test_a_tiny_batch_measurement_runs_end_to_end(bench_run, servers, tmp_path, 
     )
     monkeypatch.setattr(bench_run, "BATCH_UPGRADE", (1, 2 * mib))
     monkeypatch.setattr(bench_run, "BATCH_MANY", 20)
+    monkeypatch.setattr(bench_run, "BATCH_REWRAP_TURNS", 2)
     results = bench_run.run_batch(bench_run.Bench(servers, tmp_path, repeat=1))
     for r in results:
         assert "error" not in r, r

@@ -237,3 +237,69 @@ def test_a_local_checkpoint_is_read_line_by_line(tmp_path, monkeypatch):
         ("k2", "succeeded"),
         ("k1", "failed"),
     ]
+
+
+def test_a_task_whose_last_record_is_a_conflict_runs_again(tmp_path):
+    # A duplicate manifest row, or two runs sharing a directory: done, then a conflict.
+    job = str(tmp_path / "job")
+    directory = batch.JobDir(job)
+    directory.claim({"operation": "verify"})
+    directory.append(
+        [
+            Record("b", "k000000", None, "succeeded", "authenticated", bytes=3),
+            Record("b", "k000000", None, "conflict", "changed", "Conflict"),
+            Record("b", "k000001", None, "succeeded", "authenticated", bytes=3),
+        ]
+    )
+    ran = []
+
+    class Counting(_StubWorker):
+        def run(self, task):
+            ran.append(task.key)
+            return super().run(task)
+
+    summary = batch.run(Counting(), _tasks(2), job_dir=job, workers=1)
+    assert ran == ["k000000"] and summary.already_done == 1
+    assert summary.counts == {"succeeded": 2}
+    report = sorted((tmp_path / "job" / "report.csv").read_text().splitlines())
+    assert [row.split(",")[3] for row in report] == ["succeeded", "succeeded"]
+
+
+def test_progress_comes_as_tasks_finish_not_when_the_window_fills():
+    import threading
+
+    finished = threading.Event()
+    seen = []
+    seen_before_the_third = []
+
+    class Signalling(_StubWorker):
+        def run(self, task):
+            record = super().run(task)
+            finished.set()
+            return record
+
+    def tasks():
+        yield batch.Task("b", "k0")
+        assert finished.wait(30)  # the first is done (in a worker thread) ...
+        yield batch.Task("b", "k1")
+        seen_before_the_third.extend(seen)  # ... and reported before the third is asked for
+        yield batch.Task("b", "k2")
+
+    from s3cse.batch._job import run_tasks
+
+    run_tasks(Signalling(), tasks(), workers=2, progress=lambda r: seen.append(r.key))
+    assert "k0" in seen_before_the_third and sorted(seen) == ["k0", "k1", "k2"]
+
+
+def test_a_checkpoint_line_from_a_later_version_still_reads():
+    line = json.dumps(
+        {
+            "bucket": "b",
+            "key": "k",
+            "version_id": None,
+            "status": "succeeded",
+            "message": "ok",
+            "a_field_from_the_future": 1,
+        }
+    )
+    assert Record.from_json(line).done

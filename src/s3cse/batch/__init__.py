@@ -25,7 +25,15 @@ from ..errors import ConfigurationError
 from ._job import REPORT_COLUMNS, JobDir, ReportFile, Summary, report_csv, run_tasks
 from ._lambda import lambda_handler
 from ._operations import OPERATIONS, Operation, Record, Worker, describe_for_census
-from ._tasks import ManifestError, Task, from_batch_csv, from_inventory, from_prefix, selected
+from ._tasks import (
+    ManifestError,
+    Task,
+    from_batch_csv,
+    from_inventory,
+    from_prefix,
+    scoped,
+    selected,
+)
 
 __all__ = [
     "OPERATIONS",
@@ -202,11 +210,20 @@ class KmsRateLimit:
 
 
 def from_manifest(
-    s3: Any, location: str, filters: Sequence[tuple[str, str]] = ()
+    s3: Any,
+    location: str,
+    filters: Sequence[tuple[str, str]] = (),
+    within: tuple[str, str] | None = None,
 ) -> Iterable[Task]:
     """Tasks of a manifest at ``location`` (a local path or s3://bucket/key): an S3
     Inventory ``manifest.json`` (its data files are read from the inventory's
-    destination bucket, or beside a local manifest) or a Batch Operations CSV."""
+    destination bucket, or beside a local manifest) or a Batch Operations CSV.
+
+    ``within``: (bucket, prefix), the job's target. Objects outside the prefix are left
+    out, and a manifest naming another bucket is refused with a ManifestError before any
+    task is handed out (a CSV is checked whole first; an inventory by its sourceBucket,
+    to which its rows are held). Without it a manifest may name any bucket the
+    credentials reach: the command line always gives it."""
 
     def read(where: str) -> bytes:
         if where.startswith("s3://"):
@@ -230,12 +247,27 @@ def from_manifest(
                 return read(local)
             return read(f"s3://{destination}/{key}")
 
+        if within is not None:
+            source = str(spec.get("sourceBucket") or "")
+            if source and source != within[0]:
+                raise ManifestError(
+                    f"{location}: an inventory of s3://{source}, not of s3://{within[0]}, "
+                    "the bucket this job was given: refused"
+                )
+            return scoped(
+                from_inventory(data, read_data_file, location, filters), *within, location
+            )
         return from_inventory(data, read_data_file, location, filters)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{location}: not a CSV manifest in UTF-8 ({exc})") from None
-    return from_batch_csv(text.splitlines(), location, filters)
+    lines = text.splitlines()
+    if within is None:
+        return from_batch_csv(lines, location, filters)
+    for _ in scoped(from_batch_csv(lines, location), *within, location):
+        pass  # the whole manifest first: a row for another bucket runs nothing
+    return scoped(from_batch_csv(lines, location, filters), *within, location)
 
 
 def _json_or_error(data: bytes, location: str) -> dict[str, Any]:

@@ -182,23 +182,33 @@ class JobDir:
 
     # -- checkpoints
     def load(self, summary: Summary) -> set[bytes]:
-        """What earlier runs finished for good: their records are added to ``summary``
-        (as ``already_done``), and the ids of their tasks returned (as :func:`task_digest`,
-        16 bytes each: a job of ten million objects keeps 0.8 GB, not its records)."""
+        """What earlier runs finished for good, as each task's last record says (one
+        done and then a conflict, from a duplicate row or a second run, is not done):
+        those records are added to ``summary`` (as ``already_done``), and the ids of
+        their tasks returned (as :func:`task_digest`, 16 bytes: some 80 bytes a task in
+        memory, where a record took a kilobyte). Two passes over the checkpoint."""
+        names = self._chunk_names()
         done: set[bytes] = set()
-        for record in self.records():
+        for record in self.records(names):
             if record.done:
-                digest = task_digest(record.task)
-                if digest not in done:
-                    done.add(digest)
-                    summary.already_done += 1
-                    summary.add(record)
+                done.add(task_digest(record.task))
+            else:
+                done.discard(task_digest(record.task))
+        counted: set[bytes] = set()
+        for record in self.records(names):
+            digest = task_digest(record.task)
+            if record.done and digest in done and digest not in counted:
+                counted.add(digest)
+                summary.already_done += 1
+                summary.add(record)
         return done
 
-    def records(self) -> Iterator[Record]:
+    def records(self, names: list[str] | None = None) -> Iterator[Record]:
         """Every record the checkpoint holds, in the order they were written (a task
-        retried has several; the last is what it came to)."""
-        for lines in self._chunks():
+        retried has several; the last is what it came to). ``names``: the checkpoint
+        objects of a job directory on S3, as :meth:`_chunk_names` listed them (two
+        passes over one listing see the same records in the same order)."""
+        for lines in self._chunks(names):
             for line in lines:
                 if line.strip():
                     try:
@@ -206,16 +216,22 @@ class JobDir:
                     except (ValueError, TypeError):
                         continue  # a line cut off by a crash: that task runs again
 
-    def _chunks(self) -> Iterator[Iterable[str]]:
+    def _chunk_names(self) -> list[str] | None:
+        if not self.location.startswith("s3://"):
+            return None
+        paginator = self._s3.get_paginator("list_objects_v2")
+        return [
+            item["Key"]
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + "checkpoint/")
+            for item in page.get("Contents", [])
+        ]
+
+    def _chunks(self, names: list[str] | None) -> Iterator[Iterable[str]]:
         if self.location.startswith("s3://"):
-            paginator = self._s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(
-                Bucket=self._bucket, Prefix=self._prefix + "checkpoint/"
-            ):
-                for item in page.get("Contents", []):
-                    response = self._s3.get_object(Bucket=self._bucket, Key=item["Key"])
-                    data = bytes(response["Body"].read())
-                    yield data.decode("utf-8", errors="replace").splitlines()
+            for name in names if names is not None else (self._chunk_names() or []):
+                response = self._s3.get_object(Bucket=self._bucket, Key=name)
+                data = bytes(response["Body"].read())
+                yield data.decode("utf-8", errors="replace").splitlines()
             return
         try:
             with open(
@@ -248,13 +264,14 @@ class JobDir:
         """``report.csv`` (the last record of every task, from the checkpoint, streamed
         through a temporary file) and ``summary.json``; ``copy_to``: the report at that
         local path too."""
-        last: dict[bytes, int] = {}
-        for number, record in enumerate(self.records()):
+        names = self._chunk_names()  # one listing for both passes
+        last: dict[bytes, int] = {}  # some 130 bytes a task
+        for number, record in enumerate(self.records(names)):
             last[task_digest(record.task)] = number
         with tempfile.TemporaryFile("w+b") as spool:
             text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
             writer = csv.writer(text, lineterminator="\n")
-            for number, record in enumerate(self.records()):
+            for number, record in enumerate(self.records(names)):
                 if last.get(task_digest(record.task)) == number:
                     writer.writerow(report_row(record))
             text.flush()
@@ -407,8 +424,15 @@ def run_tasks(
                 )
                 collect(done)
             window.add(pool.submit(contextvars.copy_context().run, worker.run, task))
-        done, window = concurrent.futures.wait(window)
-        collect(f for f in done if not f.cancelled())
+            ready = {f for f in window if f.done()}  # reported as they finish, not in bursts
+            if ready:
+                window -= ready
+                collect(ready)
+        while window:
+            done, window = concurrent.futures.wait(
+                window, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            collect(f for f in done if not f.cancelled())
     finally:
         for future in window:
             future.cancel()

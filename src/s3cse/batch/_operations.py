@@ -21,7 +21,13 @@ from .._upload import put_object
 from ..core import metadata as md
 from ..core.envelope import CryptoConfig, MaterialsSource, as_cmm, can_unwrap
 from ..core.suites import CommitmentPolicy
-from ..errors import IntegrityError, NotEncryptedError, S3CSEError, WriteConflictError
+from ..errors import (
+    IntegrityError,
+    NotEncryptedError,
+    S3CSEError,
+    UnexpectedResponseError,
+    WriteConflictError,
+)
 from ._tasks import Task
 
 __all__ = ["OPERATIONS", "Operation", "Record", "Worker"]
@@ -72,7 +78,10 @@ class Record:
 
     @classmethod
     def from_json(cls, line: str) -> Record:
-        return cls(**json.loads(line))
+        """A checkpoint line; fields a later version added are ignored."""
+        fields = json.loads(line)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in fields.items() if k in names})
 
     @property
     def task(self) -> Task:
@@ -353,6 +362,11 @@ class Worker:
         response = self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"])
         announced = response.get("ContentLength")
         try:
+            if response.get("ContentRange"):
+                raise UnexpectedResponseError(
+                    f"S3 answered with Content-Range {response['ContentRange']!r} to a "
+                    "request for the whole object; nothing replaced"
+                ).at(task.bucket, task.key)
             # Delayed authentication: plaintext streams into the new encryption, and the
             # tag is checked at its end, before anything replaces the object.
             body = plaintext_body(
@@ -376,7 +390,9 @@ class Worker:
             with contextlib.suppress(ClientError):  # the upgrade is done either way
                 now = self.s3.head_object(Bucket=task.bucket, Key=task.key).get("Metadata", {})
                 if not md.needs_instruction_file({k.lower(): v for k, v in now.items()}):
-                    delete_instruction_file(self.s3, task.bucket, task.key, {})
+                    delete_instruction_file(
+                        self.s3, task.bucket, task.key, {}, self.instruction_file_suffix
+                    )
         return _record(
             task,
             "succeeded",
@@ -443,20 +459,20 @@ class Worker:
         encrypted, on the condition that the object is still the one HEAD saw, keeping
         its attributes, user metadata and tags."""
         assert self._writer is not None
-        user = {
-            k: v
-            for k, v in (head.get("Metadata") or {}).items()
-            if k.lower() not in md.crypto_metadata_keys()
-        }
-        extra: dict[str, Any] = {
-            **_rewrap.rewrite_arguments(head, {}),
-            "Metadata": user,
-            "IfMatch": head["ETag"],
-        }
-        extra.pop("ChecksumAlgorithm", None)  # a new checksum of the new ciphertext is S3's
-        if context:
-            extra["EncryptionContext"] = dict(context)
-        with contextlib.closing(body):
+        with contextlib.closing(body):  # whatever fails below, the GET's connection goes back
+            user = {
+                k: v
+                for k, v in (head.get("Metadata") or {}).items()
+                if k.lower() not in md.crypto_metadata_keys()
+            }
+            extra: dict[str, Any] = {
+                **_rewrap.rewrite_arguments(head, {}),
+                "Metadata": user,
+                "IfMatch": head["ETag"],
+            }
+            extra.pop("ChecksumAlgorithm", None)  # the new ciphertext's checksum is S3's
+            if context:
+                extra["EncryptionContext"] = dict(context)
             if int(response.get("TagCount") or 0):
                 tags = self.s3.get_object_tagging(Bucket=task.bucket, Key=task.key)["TagSet"]
                 extra["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])

@@ -106,6 +106,6 @@ def rewrap_prefix(
         if progress is not None:
             progress(record.key, status)
 
-    tasks = from_prefix(store.s3, bucket, prefix, access=request_args or {}, instruction_files=True)
+    tasks = from_prefix(store.s3, bucket, prefix, access=request_args or {}, every_key=True)
     run_tasks(worker, tasks, workers=workers, progress=took)
     return summary

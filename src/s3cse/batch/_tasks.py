@@ -17,7 +17,15 @@ from typing import Any
 from ..core.metadata import INSTRUCTION_FILE_SUFFIX
 from ..errors import ConfigurationError, S3CSEError
 
-__all__ = ["ManifestError", "Task", "from_batch_csv", "from_inventory", "from_prefix", "selected"]
+__all__ = [
+    "ManifestError",
+    "Task",
+    "from_batch_csv",
+    "from_inventory",
+    "from_prefix",
+    "scoped",
+    "selected",
+]
 
 
 class ManifestError(S3CSEError):
@@ -61,13 +69,13 @@ def from_prefix(
     filters: Sequence[tuple[str, str]] = (),
     *,
     access: Mapping[str, Any] | None = None,
-    instruction_files: bool = False,
+    every_key: bool = False,
 ) -> Iterator[Task]:
     """The objects under ``prefix`` (a paginated LIST), filters applied to the names
     relative to it. Instruction files are not tasks of their own: each goes with its
     object (a name ending in the suffix whose object is absent stays a task, so nothing
-    planted can hide from a job); ``instruction_files=True`` lists them too, for a
-    report that accounts for every key. ``access``: ``ExpectedBucketOwner`` and
+    planted can hide from a job), and neither are names ending in "/" (folder markers).
+    ``every_key=True``: every listed key is a task, for a report that accounts for each. ``access``: ``ExpectedBucketOwner`` and
     ``RequestPayer`` for the LIST."""
     paginator = s3.get_paginator("list_objects_v2")
     previous: list[str] = []
@@ -80,10 +88,10 @@ def from_prefix(
         # last page's keys to match one that starts the next page.
         present = set(keys) | set(previous)
         for key in keys:
-            if key.endswith("/") or not selected(key[len(prefix) :], filters):
+            if not selected(key[len(prefix) :], filters) or (not every_key and key.endswith("/")):
                 continue
             if (
-                not instruction_files
+                not every_key
                 and key.endswith(INSTRUCTION_FILE_SUFFIX)
                 and key[: -len(INSTRUCTION_FILE_SUFFIX)] in present
             ):
@@ -161,6 +169,21 @@ def from_inventory(
                 )
             if selected(key, filters):
                 yield Task(row_bucket, key, row.get("VersionId") or None)
+
+
+def scoped(tasks: Iterable[Task], bucket: str, prefix: str, source: str) -> Iterator[Task]:
+    """The tasks of a manifest held to the job's target: those under ``prefix`` (others
+    are left out), and a ManifestError for one in another bucket (whoever can write the
+    manifest must not steer a job to buckets it was not run on)."""
+    for task in tasks:
+        if task.bucket != bucket:
+            raise ManifestError(
+                f"{source}: {task} is not in s3://{bucket}, the bucket this job was given: "
+                "refused, nothing of the manifest was run (one job per bucket; split the "
+                "manifest by bucket)"
+            )
+        if task.key.startswith(prefix):
+            yield task
 
 
 def _csv_reader(lines: Iterable[str], source: str) -> Iterator[tuple[int, list[str]]]:

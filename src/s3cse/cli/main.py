@@ -2029,11 +2029,13 @@ def rotate(url: str, workers: int, verify: bool, dryrun: bool, **kw: Any) -> Non
                 "give the new key: --to-kms-key-id, --to-aes-key, --to-rsa-public-key or --to-rsa-private-key"
             )
         new_context = keyfiles.parse_json_map(to["to_context"], "--to-context") or crypto.context
-        with Progress(enabled=ctx.progress and not ctx.quiet and not dryrun) as progress:
-            task = progress.counter(f"rotating {location}")
+        with Progress(
+            enabled=ctx.progress and not ctx.quiet and not dryrun, objects=True
+        ) as progress:
+            task = progress.job(f"rotating {location}")
 
             def rotated(key: str, status: str) -> None:
-                task(1)
+                task(0)
                 if dryrun and status == "rotated" and not ctx.quiet:
                     progress.log(printable(f"(dryrun) rotate: s3://{location.bucket}/{key}"))
 
@@ -2092,8 +2094,10 @@ def _batch_command(operation: str) -> Callable[..., Any]:
         _batch(operation, target, kw)
 
     command.__doc__ = helps[operation] + (
-        "\n\n    TARGET is s3://bucket[/prefix]; or give --manifest (an S3 Inventory "
-        "manifest.json, or a Batch Operations CSV of bucket,key[,version_id]). "
+        "\n\n    TARGET is s3://bucket[/prefix]: every object under it, or with --manifest "
+        "(an S3 Inventory manifest.json, or a Batch Operations CSV of "
+        "bucket,key[,version_id]) the manifest's objects under it; a manifest naming "
+        "another bucket is refused. "
         "Objects are rewritten only on the condition that they are unchanged "
         "(IfMatch); a lost race is reported as a conflict."
     )
@@ -2199,9 +2203,12 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
     order = _filter_order()
     location = parse_location(target) if target else None
     manifest = kw.pop("manifest")
-    if (location is None) == (manifest is None):
-        raise click.UsageError("give TARGET (s3://bucket[/prefix]) or --manifest, one of them")
-    if location is not None and not isinstance(location, S3Url):
+    if location is None:
+        raise click.UsageError(
+            "give TARGET, s3://bucket[/prefix]: the objects to work on (with --manifest, "
+            "the bucket and prefix the manifest's objects must be in)"
+        )
+    if not isinstance(location, S3Url):
         raise click.UsageError("TARGET is s3://bucket[/prefix]")
 
     def refs(kms: Any, aes: Any, rsa_private: Any, rsa_public: Any, matdesc: Any) -> Any:
@@ -2258,18 +2265,24 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
         kms = ctx.kms if (spec.keys.kms_key_ids or spec.to_keys.kms_key_ids) else None
         with _key_warnings(ctx.quiet):
             spec.worker(ctx.s3, kms)  # the keys load (or fail) before any listing
-        if location is not None:
-            prefix = location.key
-            tasks: Any = batch.from_prefix(ctx.s3, location.bucket, prefix, order)
+        within = (location.bucket, location.key)
+        recorded = f"{target} --manifest {manifest}" if manifest else target
+        if manifest is None:
+            tasks: Any = batch.from_prefix(ctx.s3, location.bucket, location.key, order)
         else:
-            tasks = batch.from_manifest(ctx.s3, manifest, order)
+            tasks = batch.from_manifest(ctx.s3, manifest, order, within)
         shown = 0
-        with Progress(enabled=ctx.progress and not ctx.quiet) as progress:
-            count = progress.counter(f"{operation} {target or manifest}")
+        with Progress(enabled=ctx.progress and not ctx.quiet, objects=True) as progress:
+            total = None
+            if manifest is not None and progress.shown:
+                # A manifest says how many objects there are: counted first for the ETA
+                # (a listing does not, and counting it would cost a LIST of its own).
+                total = sum(1 for _ in batch.from_manifest(ctx.s3, manifest, order, within))
+            count = progress.job(f"{operation} {manifest or target}", total)
 
             def seen(record: Any) -> None:
                 nonlocal shown
-                count(1)
+                count(record.bytes)
                 if not record.done and shown < 20:
                     shown += 1
                     click.echo(
@@ -2293,7 +2306,7 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                         progress=seen,
                         report=report,
                         dask=dask,
-                        target=target or manifest,
+                        target=recorded,
                     )
             else:
                 summary = batch.run(
@@ -2305,7 +2318,7 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                     workers=workers,
                     progress=seen,
                     report=report,
-                    target=target or manifest,
+                    target=recorded,
                 )
         if summary.failed > shown:
             click.echo(

@@ -14,8 +14,9 @@ class Progress:
     """A context manager handing out byte-count callbacks; silent when disabled or when
     standard error is not a terminal."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, *, objects: bool = False):
         self._enabled = enabled and sys.stderr.isatty()
+        self._objects = objects  # a batch job's columns: objects, objects/s, bytes/s, ETA
         self._progress: Any = None
         self._total_task: Any = None
         self._files = self._done = 0
@@ -27,17 +28,22 @@ class Progress:
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
+                MofNCompleteColumn,
                 TextColumn,
                 TimeRemainingColumn,
                 TransferSpeedColumn,
             )
             from rich.progress import Progress as RichProgress
 
+            columns: tuple[Any, ...] = (
+                (MofNCompleteColumn(), _job_rates())
+                if self._objects
+                else (DownloadColumn(), TransferSpeedColumn())
+            )
             self._progress = RichProgress(
                 TextColumn("{task.description}", justify="left", markup=False),
                 BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
+                *columns,
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,
@@ -46,6 +52,11 @@ class Progress:
             )
             self._progress.__enter__()
         return self
+
+    @property
+    def shown(self) -> bool:
+        """Whether a display is on the terminal."""
+        return self._progress is not None
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
@@ -78,12 +89,20 @@ class Progress:
         task_id = self._progress.add_task(printable(description), total=size)
         return lambda n: self._progress.advance(task_id, n)
 
-    def counter(self, description: str) -> Callable[[int], None]:
-        """A callback counting items (rotation), shown without a known total."""
+    def job(self, description: str, total: int | None = None) -> Callable[[int], None]:
+        """A callback for a batch job (``objects=True``): call it with the bytes of each
+        object done. Shows objects done (of ``total``, when known), objects/s, bytes
+        and bytes/s, and the time left when the total is known."""
         if self._progress is None:
             return lambda n: None
-        task_id = self._progress.add_task(printable(description), total=None)
-        return lambda n: self._progress.advance(task_id, n)
+        task_id = self._progress.add_task(printable(description), total=total, bytes=0)
+        progress = self._progress
+
+        def done(size: int) -> None:
+            task = progress.tasks[task_id]
+            progress.update(task_id, advance=1, bytes=task.fields["bytes"] + size)
+
+        return done
 
     def log(self, message: str) -> None:
         """A status line (``upload: ./f to s3://b/f``) on standard output, as aws prints
@@ -96,6 +115,28 @@ class Progress:
             else:
                 sys.stdout.write(message + "\n")
                 sys.stdout.flush()
+
+
+def _job_rates() -> Any:
+    """A rich column (made here: rich is imported only when a display is shown)."""
+    from rich import filesize
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class JobRates(ProgressColumn):
+        """objects/s, bytes so far and bytes/s of a batch job."""
+
+        def render(self, task: Any) -> Any:
+            elapsed = task.elapsed or 0.0
+            size = int(task.fields.get("bytes", 0))
+            objects = task.completed / elapsed if elapsed else 0.0
+            rate = int(size / elapsed) if elapsed else 0
+            return Text(
+                f"{objects:,.0f} objects/s, {filesize.decimal(size)} at {filesize.decimal(rate)}/s",
+                style="progress.data.speed",
+            )
+
+    return JobRates()
 
 
 def printable(text: str) -> str:
