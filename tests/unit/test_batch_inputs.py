@@ -303,3 +303,36 @@ def test_a_checkpoint_line_from_a_later_version_still_reads():
         }
     )
     assert Record.from_json(line).done
+
+
+def test_a_manifest_is_held_to_the_target_and_filtered_as_a_listing_is(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("b,logs/a.txt\nb,logs/tmp/x\nb,other/c\nb,logs2/d\n")
+    tasks = batch.from_manifest(None, str(manifest), [("exclude", "tmp/*")], ("b", "logs/"))
+    assert [t.key for t in tasks] == ["logs/a.txt"]  # tmp/* relative to the prefix, as cp
+    manifest.write_text("b,logs/a.txt\nelsewhere,logs/b.txt\n")
+    with pytest.raises(batch.ManifestError, match=r"s3://elsewhere/logs/b\.txt"):
+        batch.from_manifest(None, str(manifest), (), ("b", "logs/"))  # before any task
+
+
+def test_an_inventory_of_another_bucket_is_refused_and_names_the_target_to_give(tmp_path):
+    spec, _ = _inventory([])
+    (tmp_path / "manifest.json").write_bytes(spec)
+    with pytest.raises(batch.ManifestError, match=r"give it as the target: s3://b/"):
+        batch.from_manifest(None, str(tmp_path / "manifest.json"), (), ("mine", ""))
+
+
+def test_lines_that_are_json_but_not_records_are_passed_over(tmp_path):
+    directory = batch.JobDir(str(tmp_path / "job"))
+    with open(tmp_path / "job" / "checkpoint.jsonl", "w") as f:
+        f.write('1\n[1, 2]\n"x"\nnull\n{"bucket": "b"}\n')
+    directory.append([Record("b", "k", None, "succeeded", "ok")])
+    assert [r.key for r in directory.records()] == ["k"]
+
+
+def test_a_rerun_tells_which_tasks_an_earlier_run_finished(tmp_path):
+    job = str(tmp_path / "job")
+    batch.run(_StubWorker({"k000001"}), _tasks(3), job_dir=job, workers=1)
+    passed = []
+    batch.run(_StubWorker(), _tasks(3), job_dir=job, workers=1, passed=passed.append)
+    assert [t.key for t in passed] == ["k000000", "k000002"]

@@ -50,3 +50,13 @@ def test_no_display_when_standard_error_is_not_a_terminal(monkeypatch):
         assert not progress.shown
         progress.job("census", 3)(5)
     assert stream.getvalue() == ""
+
+
+def test_a_rotation_shows_objects_without_sizes(monkeypatch):
+    def job(progress):
+        done = progress.job("rotating s3://b/p/", sizes=False)
+        done(0)
+        done(0)
+
+    last = _drawn(monkeypatch, job).strip().splitlines()[-1]
+    assert "2/?" in last and "objects/s" in last and " B" not in last

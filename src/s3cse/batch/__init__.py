@@ -220,10 +220,12 @@ def from_manifest(
     destination bucket, or beside a local manifest) or a Batch Operations CSV.
 
     ``within``: (bucket, prefix), the job's target. Objects outside the prefix are left
-    out, and a manifest naming another bucket is refused with a ManifestError before any
-    task is handed out (a CSV is checked whole first; an inventory by its sourceBucket,
-    to which its rows are held). Without it a manifest may name any bucket the
-    credentials reach: the command line always gives it."""
+    out, ``filters`` apply to names relative to it (as to a listing), and a manifest
+    naming another bucket is refused with a ManifestError: a CSV before any task is
+    handed out (it is checked whole first), an inventory by its sourceBucket (and a row
+    naming another bucket, which the inventory check refuses where it is met). Without
+    ``within`` a manifest may name any bucket the credentials reach and filters match
+    whole keys; the command line always gives it."""
 
     def read(where: str) -> bytes:
         if where.startswith("s3://"):
@@ -252,10 +254,11 @@ def from_manifest(
             if source and source != within[0]:
                 raise ManifestError(
                     f"{location}: an inventory of s3://{source}, not of s3://{within[0]}, "
-                    "the bucket this job was given: refused"
+                    f"the bucket this job was given: refused (to run on that bucket, give "
+                    f"it as the target: s3://{source}/)"
                 )
             return scoped(
-                from_inventory(data, read_data_file, location, filters), *within, location
+                from_inventory(data, read_data_file, location), *within, location, filters
             )
         return from_inventory(data, read_data_file, location, filters)
     try:
@@ -267,7 +270,7 @@ def from_manifest(
         return from_batch_csv(lines, location, filters)
     for _ in scoped(from_batch_csv(lines, location), *within, location):
         pass  # the whole manifest first: a row for another bucket runs nothing
-    return scoped(from_batch_csv(lines, location, filters), *within, location)
+    return scoped(from_batch_csv(lines, location), *within, location, filters)
 
 
 def _json_or_error(data: bytes, location: str) -> dict[str, Any]:
@@ -289,6 +292,7 @@ def run(
     job_dir: str | JobDir | None = None,
     workers: int = 8,
     progress: Callable[[Record], Any] | None = None,
+    passed: Callable[[Task], Any] | None = None,
     stop: threading.Event | None = None,
     report: str | None = None,
     dask: Any = None,
@@ -298,7 +302,9 @@ def run(
     clients built from ``s3``/``kms`` or botocore's environment) or a ready Worker.
     ``job_dir`` (a folder or s3://bucket/prefix) makes it resumable: a rerun skips
     what is done and retries what failed, and the report and summary are written
-    there; ``report`` writes the report CSV to a local path as well. ``dask``: a
+    there; ``report`` writes the report CSV to a local path as well. ``progress`` is
+    called with each record of this run, ``passed`` with each task skipped because an
+    earlier run finished it (both in this thread). ``dask``: a
     ``distributed.Client``: the tasks run on its cluster's workers instead, each building
     its own clients and keys from the JobSpec (a Worker cannot be sent). ``target``
     (the prefix or manifest) is recorded in job.json with the spec."""
@@ -351,11 +357,23 @@ def run(
 
             assert isinstance(spec, JobSpec)
             summary = run_on_dask(
-                spec, tasks, dask, job_dir=directory, threads_per_worker=workers, progress=seen
+                spec,
+                tasks,
+                dask,
+                job_dir=directory,
+                threads_per_worker=workers,
+                progress=seen,
+                passed=passed,
             )
         else:
             summary = run_tasks(
-                worker, tasks, job_dir=directory, workers=workers, progress=seen, stop=stop
+                worker,
+                tasks,
+                job_dir=directory,
+                workers=workers,
+                progress=seen,
+                passed=passed,
+                stop=stop,
             )
     except BaseException:
         if streamed is not None:

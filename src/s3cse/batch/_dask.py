@@ -51,6 +51,7 @@ def run_on_dask(
     partition_size: int = 100,
     threads_per_worker: int = 8,
     progress: Callable[[Record], Any] | None = None,
+    passed: Callable[[Task], Any] | None = None,
 ) -> Summary:
     """Run the JobSpec ``spec`` over ``tasks`` on the cluster of ``client`` (a
     ``distributed.Client``); at most two partitions per worker are queued at once.
@@ -68,6 +69,8 @@ def run_on_dask(
     def fresh() -> Iterable[Task]:
         for task in tasks:
             if done_before and task_digest(task) in done_before:
+                if passed is not None:
+                    passed(task)
                 continue  # counted when the checkpoint was read
             yield task
 

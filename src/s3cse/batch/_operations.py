@@ -80,6 +80,8 @@ class Record:
     def from_json(cls, line: str) -> Record:
         """A checkpoint line; fields a later version added are ignored."""
         fields = json.loads(line)
+        if not isinstance(fields, dict):
+            raise ValueError("a checkpoint line is a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in fields.items() if k in names})
 
@@ -359,14 +361,9 @@ class Worker:
         decryptor = self._reader.begin_decryptor(
             task.bucket, task.key, content, self.encryption_context
         )
-        response = self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"])
+        response = self._get_whole(task, head)
         announced = response.get("ContentLength")
         try:
-            if response.get("ContentRange"):
-                raise UnexpectedResponseError(
-                    f"S3 answered with Content-Range {response['ContentRange']!r} to a "
-                    "request for the whole object; nothing replaced"
-                ).at(task.bucket, task.key)
             # Delayed authentication: plaintext streams into the new encryption, and the
             # tag is checked at its end, before anything replaces the object.
             body = plaintext_body(
@@ -440,10 +437,28 @@ class Worker:
             return _record(task, "skipped", "already encrypted", outcome="already-done")
         if self.dryrun:
             return _record(task, "succeeded", _done("encrypted", True), outcome="encrypted")
-        response = self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"])
+        # Plaintext has no tag to catch a short body: the answer must be the whole object.
+        response = self._get_whole(task, head)
         context = self.new_encryption_context or self.encryption_context
         self._replace(task, head, response["Body"], response, context, size=size)
         return _record(task, "succeeded", "encrypted in place", bytes=size, outcome="encrypted")
+
+    def _get_whole(self, task: Task, head: Mapping[str, Any]) -> dict[str, Any]:
+        """GET of the object HEAD saw (IfMatch), refused unless it is all of it: no
+        Content-Range, and as many bytes as HEAD said."""
+        response = dict(self.s3.get_object(Bucket=task.bucket, Key=task.key, IfMatch=head["ETag"]))
+        announced, expected = response.get("ContentLength"), head.get("ContentLength")
+        if response.get("ContentRange") or (
+            announced is not None and expected is not None and int(announced) != int(expected)
+        ):
+            with contextlib.suppress(Exception):
+                response["Body"].close()
+            raise UnexpectedResponseError(
+                f"S3 answered a request for the whole object (of {expected} bytes) with "
+                f"{announced} bytes and Content-Range {response.get('ContentRange')!r}; "
+                "nothing replaced"
+            ).at(task.bucket, task.key)
+        return response
 
     def _replace(
         self,

@@ -171,10 +171,17 @@ def from_inventory(
                 yield Task(row_bucket, key, row.get("VersionId") or None)
 
 
-def scoped(tasks: Iterable[Task], bucket: str, prefix: str, source: str) -> Iterator[Task]:
+def scoped(
+    tasks: Iterable[Task],
+    bucket: str,
+    prefix: str,
+    source: str,
+    filters: Sequence[tuple[str, str]] = (),
+) -> Iterator[Task]:
     """The tasks of a manifest held to the job's target: those under ``prefix`` (others
     are left out), and a ManifestError for one in another bucket (whoever can write the
-    manifest must not steer a job to buckets it was not run on)."""
+    manifest must not steer a job to buckets it was not run on). ``filters`` apply to
+    the names relative to ``prefix``, as they do to a listing."""
     for task in tasks:
         if task.bucket != bucket:
             raise ManifestError(
@@ -182,7 +189,7 @@ def scoped(tasks: Iterable[Task], bucket: str, prefix: str, source: str) -> Iter
                 "refused, nothing of the manifest was run (one job per bucket; split the "
                 "manifest by bucket)"
             )
-        if task.key.startswith(prefix):
+        if task.key.startswith(prefix) and selected(task.key[len(prefix) :], filters):
             yield task
 
 

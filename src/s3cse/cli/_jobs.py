@@ -99,7 +99,7 @@ def rotate(url: str, workers: int, verify: bool, dryrun: bool, **kw: Any) -> Non
         with Progress(
             enabled=ctx.progress and not ctx.quiet and not dryrun, objects=True
         ) as progress:
-            task = progress.job(f"rotating {location}")
+            task = progress.job(f"rotating {location}", sizes=False)
 
             def rotated(key: str, status: str) -> None:
                 task(0)
@@ -341,9 +341,15 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
         shown = 0
         with Progress(enabled=ctx.progress and not ctx.quiet, objects=True) as progress:
             total = None
-            if manifest is not None and progress.shown:
-                # A manifest says how many objects there are: counted first for the ETA
-                # (a listing does not, and counting it would cost a LIST of its own).
+            if (
+                progress.shown
+                and manifest is not None
+                and not manifest.endswith(".json")
+                and (manifest.startswith("s3://") or os.path.isfile(manifest))
+            ):
+                # A CSV manifest says how many objects there are: counted first for the
+                # ETA. Not an inventory (its data files would be read twice), a pipe (it
+                # reads once) or a listing (counting would cost a LIST of its own).
                 total = sum(1 for _ in batch.from_manifest(ctx.s3, manifest, order, within))
             count = progress.job(f"{operation} {manifest or target}", total)
 
@@ -371,6 +377,7 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                         job_dir=job_dir,
                         workers=workers,
                         progress=seen,
+                        passed=lambda _task: count(0),
                         report=report,
                         dask=dask,
                         target=recorded,
@@ -384,6 +391,7 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                     job_dir=job_dir,
                     workers=workers,
                     progress=seen,
+                    passed=lambda _task: count(0),
                     report=report,
                     target=recorded,
                 )

@@ -89,18 +89,22 @@ class Progress:
         task_id = self._progress.add_task(printable(description), total=size)
         return lambda n: self._progress.advance(task_id, n)
 
-    def job(self, description: str, total: int | None = None) -> Callable[[int], None]:
+    def job(
+        self, description: str, total: int | None = None, *, sizes: bool = True
+    ) -> Callable[[int], None]:
         """A callback for a batch job (``objects=True``): call it with the bytes of each
-        object done. Shows objects done (of ``total``, when known), objects/s, bytes
-        and bytes/s, and the time left when the total is known."""
+        object done. Shows objects done (of ``total``, when known), objects/s, and with
+        ``sizes`` the bytes and bytes/s; the time left when the total is known."""
         if self._progress is None:
             return lambda n: None
-        task_id = self._progress.add_task(printable(description), total=total, bytes=0)
         progress = self._progress
+        task_id = progress.add_task(printable(description), total=total, bytes=0, sizes=sizes)
+        moved = 0
 
         def done(size: int) -> None:
-            task = progress.tasks[task_id]
-            progress.update(task_id, advance=1, bytes=task.fields["bytes"] + size)
+            nonlocal moved
+            moved += size
+            progress.update(task_id, advance=1, bytes=moved)
 
         return done
 
@@ -131,6 +135,8 @@ def _job_rates() -> Any:
             size = int(task.fields.get("bytes", 0))
             objects = task.completed / elapsed if elapsed else 0.0
             rate = int(size / elapsed) if elapsed else 0
+            if not task.fields.get("sizes", True):
+                return Text(f"{objects:,.0f} objects/s", style="progress.data.speed")
             return Text(
                 f"{objects:,.0f} objects/s, {filesize.decimal(size)} at {filesize.decimal(rate)}/s",
                 style="progress.data.speed",
