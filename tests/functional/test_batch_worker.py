@@ -81,3 +81,20 @@ def test_checkpoint_chunks_on_s3_sort_in_the_order_they_were_written_whatever_th
     assert [r.key for r in directory.records()] == ["k", "k", "j"]  # ours after it
     summary = batch.Summary("verify")
     assert len(directory.load(summary)) == 2 and summary.counts == {"succeeded": 2}
+
+
+@pytest.mark.parametrize("operation", ["census", "rewrap", "upgrade", "encrypt", "verify"])
+def test_a_manifest_naming_an_older_version_leaves_it_as_it_is(memory, operation):
+    from .helpers import other_keyring
+
+    writer = s3cse.EncryptionClient(memory, keyring())
+    old = writer.put_object(Bucket=BUCKET, Key="p/v", Body=b"old")["VersionId"]
+    writer.put_object(Bucket=BUCKET, Key="p/v", Body=b"current")
+    before = len(memory.calls)
+    worker = batch.Worker(operation, memory, keyring=keyring(), new_keyring=other_keyring())
+
+    record = worker.run(batch.Task(BUCKET, "p/v", old))
+
+    assert record.status == "skipped" and record.outcome == "not-current", record
+    assert "older versions keep their old key" in record.message
+    assert memory.operations()[before:] == ["HeadObject"]  # nothing read, nothing written
