@@ -161,7 +161,20 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server's process group by PID: SIGTERM, then SIGKILL."""
-        self._terminate(timeout)
+        stop_servers([self], timeout)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def _finished(self) -> bool:
+        try:
+            finished, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # not our child (a background server): is it gone?
+            return not self.alive()
+        return bool(finished)
+
+    def _clean_up(self) -> None:
         if self.name == "s3":
             # weed leaves gRPC sockets at a fixed place in /tmp; remove those of our ports.
             for sock in Path("/tmp").glob("seaweedfs-*.sock"):  # noqa: S108
@@ -170,19 +183,24 @@ class ServerProcess:
                     if not _port_in_use(port):
                         sock.unlink()
 
-    def _terminate(self, timeout: float) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                try:
-                    finished, _ = os.waitpid(self.pid, os.WNOHANG)
-                except ChildProcessError:
-                    finished = self.pid if not self.alive() else 0
-                if finished:
-                    return
+
+def stop_servers(servers: list[ServerProcess], timeout: float = 10.0) -> None:
+    """Stop servers together: SIGTERM to all, then SIGKILL to what is left after
+    ``timeout``. SeaweedFS takes some 3 s to shut down and moto some 2 s: one after the
+    other they took 5."""
+    running = list(servers)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for server in running:
+            server._signal(sig)
+        deadline = time.monotonic() + timeout
+        while running and time.monotonic() < deadline:
+            running = [server for server in running if not server._finished()]
+            if running:
                 time.sleep(0.05)
+        if not running:
+            break
+    for server in servers:
+        server._clean_up()
 
 
 def _spawn(argv: list[str], directory: Path, log_name: str) -> tuple[subprocess.Popen[bytes], Path]:
@@ -347,8 +365,7 @@ class LocalServers:
         return _client("kms", self.kms.endpoint)
 
     def stop(self) -> None:
-        self.s3.stop()
-        self.kms.stop()
+        stop_servers([self.s3, self.kms])
 
 
 S3Implementation = Literal["seaweedfs", "rclone"]
@@ -452,13 +469,14 @@ def stop_background(home: Path | None = None) -> bool:
         data = json.loads(state.read_text())
     except (OSError, ValueError):
         return False
-    stopped = False
+    running = []
     for name in ("s3", "kms"):
         with contextlib.suppress(KeyError, TypeError):
             server = ServerProcess(**data[name])
             if server.alive():
-                server.stop()
-                stopped = True
+                running.append(server)
+    stop_servers(running)
+    stopped = bool(running)
     with contextlib.suppress(OSError):
         state.unlink()
     return stopped

@@ -217,12 +217,33 @@ class Context:
             },
             max_pool_connections=self.connections,
         )
-        return self.session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        return _answering(self.session.client("s3", endpoint_url=self.endpoint_url, config=config))
 
     @functools.cached_property
     def kms(self) -> Any:
         # None: botocore's own resolution (AWS_ENDPOINT_URL_KMS, then AWS_ENDPOINT_URL).
-        return self.session.client("kms", endpoint_url=self.kms_endpoint_url)
+        return _answering(self.session.client("kms", endpoint_url=self.kms_endpoint_url))
+
+
+def _answering(client: Any) -> Any:
+    """``client``, unless its endpoint is on this machine and nothing listens there: then
+    the error at once (botocore would retry a refused connection for some 10 s before
+    the same message; a stopped ``s3cse local`` is what it almost always means)."""
+    import socket
+    import urllib.parse
+
+    from botocore.exceptions import EndpointConnectionError
+
+    url = str(client.meta.endpoint_url)
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port:
+        try:
+            socket.create_connection((parts.hostname, parts.port), timeout=1).close()
+        except ConnectionRefusedError:
+            raise EndpointConnectionError(endpoint_url=url) from None
+        except OSError:
+            pass  # anything else: let the request itself find out
+    return client
 
 
 def _key_file_option(name: str, help: str) -> Callable[..., Any]:
