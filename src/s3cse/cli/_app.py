@@ -475,12 +475,16 @@ def _crypto(ctx: Context, kw: dict[str, Any], *, writing: bool = False) -> Crypt
 
 @contextlib.contextmanager
 def _key_warnings(quiet: bool) -> Iterator[None]:
+    # Said whatever happens next: a key file others can read matters even when the
+    # command then fails for another reason.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", keyfiles.KeyFileWarning)
-        yield
-    for w in caught:
-        if issubclass(w.category, keyfiles.KeyFileWarning):
-            click.echo(printable(f"s3cse: warning: {w.message}"), err=True)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, keyfiles.KeyFileWarning):
+                    click.echo(printable(f"s3cse: warning: {w.message}"), err=True)
 
 
 # ---------------------------------------------------------------- locations
