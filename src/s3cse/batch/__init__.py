@@ -24,7 +24,14 @@ from .. import _keyfiles
 from ..errors import ConfigurationError
 from ._job import REPORT_COLUMNS, JobDir, ReportFile, Summary, report_csv, run_tasks
 from ._lambda import lambda_handler
-from ._operations import OPERATIONS, Operation, Record, Worker, describe_for_census
+from ._operations import (
+    OPERATIONS,
+    Operation,
+    Record,
+    Worker,
+    describe_for_census,
+    missing_keys,
+)
 from ._tasks import (
     ManifestError,
     Task,
@@ -122,16 +129,9 @@ class JobSpec:
     region: str | None = None
 
     def __post_init__(self) -> None:
-        if self.operation not in OPERATIONS:
-            raise ConfigurationError(
-                f"operation {self.operation!r} is not one of {', '.join(OPERATIONS)}"
-            )
-        if self.operation == "rewrap" and not self.to_keys:
-            raise ConfigurationError("rewrap needs the new key (to_keys)")
-        if self.operation in ("rewrap", "upgrade", "verify") and not self.keys:
-            raise ConfigurationError(f"{self.operation} needs the keys that read (keys)")
-        if self.operation == "encrypt" and not (self.keys or self.to_keys):
-            raise ConfigurationError("encrypt needs the key to encrypt under (to_keys)")
+        refused = missing_keys(self.operation, bool(self.keys), bool(self.to_keys))
+        if refused:
+            raise ConfigurationError(refused)
 
     def as_dict(self) -> dict[str, Any]:
         """The job as job.json records it (keys by reference; dryrun and limits are not

@@ -45,7 +45,7 @@ from ._tasks import Task
 
 __all__ = ["lambda_handler"]
 
-_ARGUMENTS = {  # userArguments name: (environment name, JobSpec field)
+_ARGUMENTS = {  # userArguments name: the environment variable that stands in for it
     "operation": "S3CSE_BATCH_OPERATION",
     "kmsKeyId": "S3CSE_KMS_KEY_ID",
     "aesKeyFile": "S3CSE_AES_KEY_FILE",

@@ -22,6 +22,7 @@ from ..core import metadata as md
 from ..core.envelope import CryptoConfig, MaterialsSource, as_cmm, can_unwrap
 from ..core.suites import CommitmentPolicy
 from ..errors import (
+    ConfigurationError,
     IntegrityError,
     NotEncryptedError,
     S3CSEError,
@@ -121,17 +122,15 @@ class Worker:
     _writer: ObjectStore | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.operation not in OPERATIONS:
-            raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}")
-        needs_key = self.operation != "census"
-        if needs_key and self.keyring is None and self.new_keyring is None:
-            raise ValueError(f"{self.operation} needs a key")
-        if self.operation == "rewrap" and self.new_keyring is None:
-            raise ValueError("rewrap needs the new key")
-        if self.operation in ("rewrap", "upgrade", "verify") and self.keyring is None:
-            raise ValueError(f"{self.operation} needs the keys that read the objects")
+        refused = missing_keys(
+            self.operation, self.keyring is not None, self.new_keyring is not None
+        )
+        if refused:
+            raise ConfigurationError(
+                refused.replace("(keys)", "(keyring)").replace("(to_keys)", "(new_keyring)")
+            )
         if self.request_args and self.operation not in ("census", "rewrap"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"request_args are taken by census and rewrap, not by {self.operation}"
             )
         reading = self.keyring or (self.new_keyring if self.operation == "encrypt" else None)
@@ -235,6 +234,21 @@ class Worker:
             self.request_args,
         )
 
+    def _authenticate(
+        self, task: Task, head: Mapping[str, Any], content: md.ContentMetadata
+    ) -> None:
+        """Read the object HEAD saw and check its tag with the reading keys."""
+        assert self._reader is not None
+        _rewrap.authenticate(
+            self._reader,
+            task.bucket,
+            task.key,
+            content,
+            str(head.get("ETag") or ""),
+            self.encryption_context,
+            {},
+        )
+
     def _is_instruction_file(self, task: Task, head: Mapping[str, Any]) -> bool:
         metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
         access = {
@@ -288,12 +302,7 @@ class Worker:
                 head=head,
             )
         except NotEncryptedError:
-            return _record(
-                task,
-                "skipped",
-                "not encrypted (encrypt it with batch encrypt)",
-                outcome="not-encrypted",
-            )
+            return _not_encrypted(task)
         size = int(head.get("ContentLength") or 0)
         if status == "instruction-file":
             return _instruction_file(task)
@@ -312,16 +321,7 @@ class Worker:
             content = self._content(task, head)
         except NotEncryptedError:
             return _record(task, "failed", "not encrypted", "NotEncrypted", bytes=size)
-        assert self._reader is not None
-        _rewrap.authenticate(
-            self._reader,
-            task.bucket,
-            task.key,
-            content,
-            str(head.get("ETag") or ""),
-            self.encryption_context,
-            {},
-        )
+        self._authenticate(task, head, content)
         return _record(task, "succeeded", "authenticated", bytes=size, outcome="authenticated")
 
     def _upgrade(self, task: Task) -> Record:
@@ -331,12 +331,7 @@ class Worker:
         try:
             content = self._content(task, head)
         except NotEncryptedError:
-            return _record(
-                task,
-                "skipped",
-                "not encrypted (encrypt it with batch encrypt)",
-                outcome="not-encrypted",
-            )
+            return _not_encrypted(task)
         assert self._reader is not None and self._writer is not None
         target = self.new_keyring or self.keyring
         assert target is not None
@@ -413,17 +408,8 @@ class Worker:
                 # Only a file beside it says it is encrypted, and anyone who can write to
                 # the bucket can plant one next to plaintext: believe it once a key of
                 # this job authenticates the content.
-                assert self._reader is not None
                 try:
-                    _rewrap.authenticate(
-                        self._reader,
-                        task.bucket,
-                        task.key,
-                        content,
-                        str(head.get("ETag") or ""),
-                        self.encryption_context,
-                        {},
-                    )
+                    self._authenticate(task, head, content)
                 except S3CSEError as exc:
                     return _record(
                         task,
@@ -526,6 +512,20 @@ class _Cancelled(Exception):
 _WHOLE = 8 * 1024 * 1024
 
 
+def missing_keys(operation: str, reading: bool, writing: bool) -> str | None:
+    """Why ``operation`` cannot run with the keys given (``reading``: keys that read,
+    ``writing``: a new key), in the JobSpec's terms (keys, to_keys); None: it can."""
+    if operation not in OPERATIONS:
+        return f"operation {operation!r} is not one of {', '.join(OPERATIONS)}"
+    if operation == "rewrap" and not writing:
+        return "rewrap needs the new key (to_keys)"
+    if operation in ("rewrap", "upgrade", "verify") and not reading:
+        return f"{operation} needs the keys that read (keys)"
+    if operation == "encrypt" and not (reading or writing):
+        return "encrypt needs the key to encrypt under (to_keys)"
+    return None
+
+
 def describe_for_census(content: md.ContentMetadata) -> dict[str, Any]:
     """Census's grouping of one object: format (V1 CBC, V1 GCM, V2, V3), wrap, the key
     (KMS key id or material description) and where the metadata is."""
@@ -569,6 +569,12 @@ def _record(
         bytes,
         census,
         outcome or status,
+    )
+
+
+def _not_encrypted(task: Task) -> Record:
+    return _record(
+        task, "skipped", "not encrypted (encrypt it with batch encrypt)", outcome="not-encrypted"
     )
 
 

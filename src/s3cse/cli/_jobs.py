@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -366,23 +367,7 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                         err=True,
                     )
 
-            if scheduler:
-                from distributed import Client
-
-                with Client(scheduler) as dask:  # type: ignore[no-untyped-call]
-                    summary = batch.run(
-                        spec,
-                        tasks,
-                        s3=ctx.s3,
-                        job_dir=job_dir,
-                        workers=workers,
-                        progress=seen,
-                        passed=lambda _task: count(0),
-                        report=report,
-                        dask=dask,
-                        target=recorded,
-                    )
-            else:
+            with _dask_client(scheduler) as dask:
                 summary = batch.run(
                     spec,
                     tasks,
@@ -393,6 +378,7 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
                     progress=seen,
                     passed=lambda _task: count(0),
                     report=report,
+                    dask=dask,
                     target=recorded,
                 )
         if summary.failed > shown:
@@ -426,3 +412,15 @@ def _batch(operation: str, target: str | None, kw: dict[str, Any]) -> None:
 
 for _operation in ("census", "rewrap", "upgrade", "encrypt", "verify"):
     _batch_command(_operation)
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str | None) -> Iterator[Any]:
+    """A ``distributed.Client`` of the scheduler at ``scheduler`` (None: no Dask)."""
+    if not scheduler:
+        yield None
+        return
+    from distributed import Client
+
+    with Client(scheduler) as dask:  # type: ignore[no-untyped-call]
+        yield dask
