@@ -223,7 +223,7 @@ def test_a_job_of_many_objects_keeps_no_records_in_memory():
     assert peak < 2 * 1024 * 1024, peak
 
 
-def test_a_local_checkpoint_is_read_line_by_line(tmp_path, monkeypatch):
+def test_a_local_checkpoint_is_read_line_by_line(tmp_path):
     directory = batch.JobDir(str(tmp_path / "job"))
     directory.append([Record("b", f"k{i}", None, "succeeded", "ok") for i in range(3)])
     with open(tmp_path / "job" / "checkpoint.jsonl", "a") as f:
